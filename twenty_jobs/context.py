@@ -1,0 +1,131 @@
+"""What a handler gets besides its data: who the job is, and what it may do while running."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bullmq import Job
+    from bullmq.abort_controller import AbortSignal
+
+    from twenty_jobs.producer import Producer
+
+
+class JobLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """A logger that prefixes every line with the job's queue, name and id."""
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        extra = self.extra or {}
+        kwargs.setdefault("extra", {}).update(extra)
+        return f"[{extra.get('queue')} {extra.get('job_name')} #{extra.get('job_id')}] {msg}", kwargs
+
+
+class JobContext:
+    """Handed to `async def handler(data, ctx)`.
+
+    Mirrors what Twenty's processors get (`{abortSignal, retryLimit, updateData}`) plus the job's
+    identity, progress, job logs (visible in bull-board and Node's `getJobLogs`) and a producer
+    to enqueue follow-up jobs on the same Redis.
+    """
+
+    __slots__ = ("_job", "_logger", "_token", "producer", "queue", "signal")
+
+    def __init__(
+        self,
+        job: Job,
+        queue: str,
+        token: str,
+        signal: AbortSignal | None,
+        producer: Producer,
+        logger: logging.Logger,
+    ) -> None:
+        self._job = job
+        self._token = token
+        self.queue = queue
+        self.signal = signal
+        self.producer = producer
+        self._logger = logger
+
+    @property
+    def job_id(self) -> str:
+        return str(self._job.id)
+
+    @property
+    def name(self) -> str:
+        return str(self._job.name)
+
+    @property
+    def data(self) -> Any:
+        """The job data exactly as stored (before any validation)."""
+        return self._job.data
+
+    @property
+    def workspace_id(self) -> str | None:
+        """`data["workspaceId"]` when the data carries one, as Twenty reads it for logs and metrics."""
+        return workspace_id_of(self._job.data)
+
+    @property
+    def attempts_made(self) -> int:
+        """Attempts finished before this one (0 on the first run), as BullMQ counts them."""
+        return int(self._job.attemptsMade)
+
+    @property
+    def attempt(self) -> int:
+        """This attempt's number, starting at 1."""
+        return self.attempts_made + 1
+
+    @property
+    def max_attempts(self) -> int:
+        return max(1, int(self._job.opts.get("attempts") or 1))
+
+    @property
+    def retry_limit(self) -> int:
+        """Twenty's `retryLimit = max(0, attempts - 1)`."""
+        return self.max_attempts - 1
+
+    @property
+    def is_last_attempt(self) -> bool:
+        return self.attempt >= self.max_attempts
+
+    @property
+    def timestamp(self) -> int:
+        """When the job was added, in epoch ms."""
+        return int(self._job.timestamp)
+
+    @property
+    def opts(self) -> dict[str, Any]:
+        return dict(self._job.opts)
+
+    @property
+    def aborted(self) -> bool:
+        """True once the worker asked this job to stop (shutdown deadline or cancellation)."""
+        return bool(self.signal is not None and self.signal.aborted)
+
+    @property
+    def logger(self) -> JobLogger:
+        return JobLogger(
+            self._logger,
+            {"queue": self.queue, "job_name": self.name, "job_id": self.job_id,
+             "workspace_id": self.workspace_id},
+        )
+
+    async def update_data(self, data: Any) -> None:
+        """Replace the stored job data (a retry then sees the new data), like Twenty's `updateData`."""
+        await self._job.updateData(data)
+
+    async def update_progress(self, progress: int | float | dict[str, Any]) -> None:
+        await self._job.updateProgress(progress)
+
+    async def log(self, message: str) -> None:
+        """Append a line to the job's log list (`<prefix>:<queue>:<id>:logs`)."""
+        await self._job.log(message)
+
+
+def workspace_id_of(data: Any) -> str | None:
+    """Twenty's get-workspace-id-from-job-data: a non-empty string `workspaceId` at the top level."""
+    if isinstance(data, dict):
+        value = data.get("workspaceId")
+        if isinstance(value, str) and value:
+            return value
+    return None

@@ -1,0 +1,174 @@
+"""Which Python handler serves which (queue, job name).
+
+    @twenty_jobs.job(queue="webhook-queue", name="CallWebhookJob")
+    async def call_webhook(data: list[WebhookPayload], ctx: JobContext) -> None: ...
+
+When the `data` parameter is annotated with a pydantic model (or any type pydantic can validate,
+such as `list[Model]`), the stored data is validated first and a mismatch fails the job for good
+with the validation message. `dict`, `list`, `Any` or no annotation pass the data as stored.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from twenty_jobs.errors import ConfigError, PermanentJobError
+
+Handler = Callable[..., Awaitable[Any]]
+
+# Annotations that mean "give me the data as stored": no validation.
+_PASSTHROUGH: tuple[Any, ...] = (inspect.Parameter.empty, Any, dict, list, object, typing.Dict, typing.List)
+
+
+@dataclass(frozen=True, slots=True)
+class CronSpec:
+    """A cron a Python handler declares; `twenty-jobs cron register` turns it into a job scheduler."""
+
+    pattern: str | None = None
+    every_ms: int | None = None
+    job_id: str | None = None
+    data: Any = None
+
+
+@dataclass(slots=True)
+class JobHandler:
+    queue: str
+    name: str
+    func: Handler
+    adapter: TypeAdapter[Any] | None
+    cron: CronSpec | None = None
+    wants_ctx: bool = True
+
+    def parse(self, data: Any) -> Any:
+        """The handler's view of the stored data; raises PermanentJobError on a mismatch."""
+        if self.adapter is None:
+            return data
+        try:
+            return self.adapter.validate_python(data)
+        except ValidationError as exc:
+            raise PermanentJobError(
+                f"invalid data for job '{self.name}' on queue '{self.queue}': {summarize_validation(exc)}"
+            ) from None
+
+    async def __call__(self, data: Any, ctx: Any) -> Any:
+        parsed = self.parse(data)
+        if self.wants_ctx:
+            return await self.func(parsed, ctx)
+        return await self.func(parsed)
+
+
+def summarize_validation(exc: ValidationError, limit: int = 5) -> str:
+    """One line: `path: message; path: message` for the first few errors."""
+    parts = []
+    for err in exc.errors()[:limit]:
+        loc = ".".join(str(p) for p in err["loc"]) or "data"
+        parts.append(f"{loc}: {err['msg']}")
+    more = exc.error_count() - limit
+    if more > 0:
+        parts.append(f"and {more} more error(s)")
+    return "; ".join(parts)
+
+
+@dataclass
+class Registry:
+    """An ordered map of (queue, name) -> handler."""
+
+    handlers: dict[tuple[str, str], JobHandler] = field(default_factory=dict)
+
+    def add(self, handler: JobHandler) -> None:
+        key = (handler.queue, handler.name)
+        existing = self.handlers.get(key)
+        if existing is not None and existing.func is not handler.func:
+            raise ConfigError(
+                f"two handlers for job '{handler.name}' on queue '{handler.queue}': "
+                f"{_qualname(existing.func)} and {_qualname(handler.func)}"
+            )
+        self.handlers[key] = handler
+
+    def get(self, queue: str, name: str) -> JobHandler | None:
+        return self.handlers.get((queue, name))
+
+    def queues(self) -> list[str]:
+        return list(dict.fromkeys(q for q, _ in self.handlers))
+
+    def names(self, queue: str) -> list[str]:
+        return [n for q, n in self.handlers if q == queue]
+
+    def for_queue(self, queue: str) -> dict[str, JobHandler]:
+        return {n: h for (q, n), h in self.handlers.items() if q == queue}
+
+    def crons(self) -> list[JobHandler]:
+        return [h for h in self.handlers.values() if h.cron is not None]
+
+    def remove(self, queue: str, name: str) -> None:
+        self.handlers.pop((queue, name), None)
+
+
+default_registry = Registry()
+
+
+def _qualname(func: Callable[..., Any]) -> str:
+    return f"{func.__module__}.{func.__qualname__}"
+
+
+def _data_adapter(func: Handler) -> TypeAdapter[Any] | None:
+    params = list(inspect.signature(func).parameters.values())
+    if not params:
+        raise ConfigError(f"handler {_qualname(func)} must accept the job data as its first parameter")
+    try:
+        hints = typing.get_type_hints(func)
+    except Exception as exc:  # unresolved forward references
+        raise ConfigError(f"cannot read the type hints of handler {_qualname(func)}: {exc}") from None
+    annotation = hints.get(params[0].name, inspect.Parameter.empty)
+    if annotation in _PASSTHROUGH or typing.get_origin(annotation) in (dict, list) and not typing.get_args(
+        annotation
+    ):
+        return None
+    if typing.get_origin(annotation) is dict and typing.get_args(annotation)[1:] == (Any,):
+        return None
+    return TypeAdapter(annotation)
+
+
+def job(
+    queue: str,
+    name: str | None = None,
+    *,
+    cron: str | None = None,
+    every_ms: int | None = None,
+    cron_job_id: str | None = None,
+    cron_data: Any = None,
+    registry: Registry | None = None,
+) -> Callable[[Handler], Handler]:
+    """Register `async def handler(data, ctx)` for job `name` (default: the function name) on `queue`.
+
+    `cron`/`every_ms` declare a schedule that `twenty-jobs cron register` installs as a BullMQ
+    job scheduler (id = name, or `<name>.<cron_job_id>`), as Twenty's `cron:*` commands do.
+    """
+    if cron is not None and every_ms is not None:
+        raise ConfigError("give either cron= or every_ms=, not both")
+
+    def register(func: Handler) -> Handler:
+        if not inspect.iscoroutinefunction(func):
+            raise ConfigError(f"handler {_qualname(func)} must be an async function (async def)")
+        n_params = len(inspect.signature(func).parameters)
+        spec = None
+        if cron is not None or every_ms is not None:
+            spec = CronSpec(pattern=cron, every_ms=every_ms, job_id=cron_job_id, data=cron_data)
+        handler = JobHandler(
+            queue=queue,
+            name=name or func.__name__,
+            func=func,
+            adapter=_data_adapter(func),
+            cron=spec,
+            wants_ctx=n_params >= 2,
+        )
+        (registry or default_registry).add(handler)
+        return func
+
+    return register

@@ -1,0 +1,107 @@
+"""Twenty's queue names and per-queue worker settings.
+
+Source: `MESSAGE_QUEUE_WORKER_CONFIG` (message-queue-worker-config.constant.ts @ 00343b26), see
+twenty-wire.md §1. The Redis queue name is the enum's string value. Lower priority = served first.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+from twenty_jobs.errors import ConfigError
+
+DEFAULT_LOCK_DURATION_MS = 30_000
+DEFAULT_MAX_STALLED_COUNT = 1
+
+
+@dataclass(frozen=True, slots=True)
+class QueueConfig:
+    """How Twenty's own worker runs one queue."""
+
+    name: str
+    priority: int
+    concurrency: int = 1
+    lock_duration_ms: int = DEFAULT_LOCK_DURATION_MS
+    max_stalled_count: int = DEFAULT_MAX_STALLED_COUNT
+    # Twenty cancels still-running jobs after AI_STREAM_SHUTDOWN_DRAIN_MS on shutdown (ai-stream only).
+    bounded_shutdown_drain: bool = False
+
+
+def _q(name: str, priority: int, concurrency: int = 1, **kw: int | bool) -> QueueConfig:
+    return QueueConfig(name, priority, concurrency, **kw)  # type: ignore[arg-type]
+
+
+TWENTY_QUEUES: dict[str, QueueConfig] = {
+    q.name: q
+    for q in (
+        _q("task-assigned-queue", 4),
+        _q("messaging-queue", 2),
+        _q("webhook-queue", 2),
+        _q("cron-queue", 7),
+        _q("email-queue", 1),
+        _q("calendar-queue", 4),
+        _q("connected-account-sync-webhook-queue", 1, 5),
+        _q("contact-creation-queue", 4),
+        _q("billing-queue", 1),
+        _q("workspace-queue", 5),
+        _q("entity-events-to-db-queue", 1),
+        _q("workflow-queue", 2),
+        _q("delayed-jobs-queue", 3),
+        _q("delete-cascade-queue", 6),
+        _q("logic-function-queue", 4, 10),
+        _q("trigger-queue", 5),
+        _q("ai-queue", 5),
+        _q("ai-stream-queue", 2, 20, lock_duration_ms=600_000, max_stalled_count=0,
+           bounded_shutdown_drain=True),
+    )
+}
+
+# Names used by older Twenty releases (renamed or removed since). Served with the settings they had:
+# serverless-function-queue became logic-function-queue (priority 4); parse-message-queue had no
+# priority entry, so it gets the default of the newest table's messaging queue.
+LEGACY_QUEUES: dict[str, QueueConfig] = {
+    q.name: q
+    for q in (
+        _q("serverless-function-queue", 4),
+        _q("parse-message-queue", 2),
+    )
+}
+
+KNOWN_QUEUES: dict[str, QueueConfig] = {**TWENTY_QUEUES, **LEGACY_QUEUES}
+
+# A queue that is not Twenty's (any Node BullMQ app, or a team's own Python jobs) gets BullMQ's defaults.
+DEFAULT_PRIORITY = 0
+
+
+def queue_config(name: str, *, allow_custom: bool = False) -> QueueConfig:
+    """The settings for queue `name`.
+
+    Unknown names are refused unless `allow_custom` (a non-Twenty queue), because a typo would
+    otherwise create a queue nobody consumes: the single most common Twenty complaint.
+    """
+    cfg = KNOWN_QUEUES.get(name)
+    if cfg is not None:
+        return cfg
+    if allow_custom:
+        return QueueConfig(name, DEFAULT_PRIORITY)
+    raise ConfigError(unknown_queue_message(name))
+
+
+def unknown_queue_message(name: str) -> str:
+    close = difflib.get_close_matches(name, list(KNOWN_QUEUES), n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    return (
+        f"unknown queue '{name}'.{hint} Known Twenty queues: {', '.join(TWENTY_QUEUES)}. "
+        "For a queue of your own, declare a handler for it (@twenty_jobs.job(queue=...)) "
+        "or pass --custom-queue."
+    )
+
+
+def select_queues(
+    candidates: list[str], enabled: list[str], excluded: list[str]
+) -> list[str]:
+    """Twenty's rule (should-create-worker-for-queue.util.ts @ 03f7c358): a non-empty enabled list
+    keeps only its members; then anything in the excluded list is dropped. Order is preserved."""
+    chosen = [q for q in candidates if not enabled or q in enabled]
+    return [q for q in chosen if q not in excluded]

@@ -82,6 +82,7 @@ class WorkerConfig:
     allow_custom_queues: bool = True
     install_signal_handlers: bool = True
     observers: list[JobObserver] = field(default_factory=list)
+    services: list[WorkerService] = field(default_factory=list)
 
 
 class JobObserver(Protocol):
@@ -94,6 +95,15 @@ class JobObserver(Protocol):
     ) -> None: ...
 
     def job_stalled(self, queue: str, job_id: str) -> None: ...
+
+
+class WorkerService(Protocol):
+    """Something that runs beside the workers for the life of the process (heartbeat, metrics
+    endpoint). Started after the queue workers exist, stopped after they have drained."""
+
+    async def start(self, worker: TwentyWorker) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
 class JobLogObserver:
@@ -407,6 +417,10 @@ class TwentyWorker:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.request_stop, sig)
         runs = [asyncio.ensure_future(w.run()) for w in self.workers]
+        started_services: list[WorkerService] = []
+        for service in self.config.services:
+            await service.start(self)
+            started_services.append(service)
         burst = asyncio.ensure_future(self._burst_monitor()) if self.config.burst else None
         try:
             stopper = asyncio.ensure_future(self._stop_requested.wait())
@@ -420,6 +434,11 @@ class TwentyWorker:
         finally:
             if burst is not None:
                 burst.cancel()
+            for service in reversed(started_services):
+                try:
+                    await service.stop()
+                except Exception:
+                    log.exception("stopping %r failed", service)
             if self.config.install_signal_handlers:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)

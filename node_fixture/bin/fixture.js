@@ -69,7 +69,10 @@ async function cmdAdd(opts) {
 // bulkAdd (newest, spec @ 26edbfbc): read waiting once, drop items already waiting, item jobIds verbatim.
 async function cmdAddBulk(opts) {
   const name = required(opts, 'name');
-  const items = json(opts, 'items', undefined);
+  // --items-file for lists too long for one argv string (Linux caps a single argument at 128 KiB).
+  const items = opts['items-file'] !== undefined
+    ? JSON.parse(fs.readFileSync(required(opts, 'items-file'), 'utf8'))
+    : json(opts, 'items', undefined);
   if (!Array.isArray(items)) throw new Error('--items must be a JSON array of {data, jobId?}');
   const options = {
     priority: int(opts, 'priority', undefined),
@@ -174,6 +177,8 @@ async function cmdWork(opts) {
       id: job.id,
       name: job.name,
       data: job.data,
+      // The data exactly as Node's JSON.stringify writes it, for byte-for-byte comparisons.
+      dataJson: JSON.stringify(job.data),
       opts: job.opts,
       attemptsMade: job.attemptsMade,
       attemptsStarted: job.attemptsStarted,

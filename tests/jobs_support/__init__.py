@@ -1,0 +1,1 @@
+"""Real test peers for the ported jobs: an HTTP webhook receiver, an SMTP server, Node helpers."""

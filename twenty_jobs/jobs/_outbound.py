@@ -1,0 +1,260 @@
+"""Outbound HTTP with Twenty's SSRF protection: the client the ported jobs use to call user URLs.
+
+Twenty's `SecureHttpClientService` (secure-http-client.service.ts) refuses, when
+`OUTBOUND_HTTP_SAFE_MODE_ENABLED` is true (the default), any request whose host resolves to a
+private or internal address (utils/is-private-ip.util.ts), and pins the connection to the address
+it checked so a second DNS answer cannot swap it (get-secure-axios-adapter.util.ts). Hosts listed
+in `OUTBOUND_HTTP_ALLOWED_INTERNAL_HOSTS` (or `*`) may reach private addresses but never
+link-local ones, where cloud metadata services live (get-is-blocked-ip.util.ts).
+
+Here, in safe mode:
+* every address the name resolves to must be public (Twenty checks the first answer only), and the
+  connection goes to that checked address (TLS still verifies the original host name via SNI);
+* "internal" is anything Python's `ipaddress` does not call global (a superset of Twenty's list:
+  it adds CGNAT 100.64/10, multicast, reserved and documentation ranges), IPv4 embedded in IPv6
+  (::ffff:a.b.c.d, 6to4, NAT64) is judged as the IPv4 address;
+* redirects are followed here, at most MAX_REDIRECTS, and every hop is checked the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+import httpx
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from twenty_jobs.settings import parse_queue_list
+
+MAX_REDIRECTS = 5
+# How much of a response body is read (and thrown away) so the connection can be reused.
+MAX_DRAINED_BODY_BYTES = 64 * 1024
+ALLOW_ALL_INTERNAL_HOSTS = "*"
+
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_LINK_LOCAL = (ipaddress.ip_network("169.254.0.0/16"), ipaddress.ip_network("fe80::/10"))
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class OutboundSettings(BaseSettings):
+    """Twenty's outbound HTTP settings, under Twenty's names."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    safe_mode: bool = Field(default=True, alias="OUTBOUND_HTTP_SAFE_MODE_ENABLED")
+    allowed_internal_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, alias="OUTBOUND_HTTP_ALLOWED_INTERNAL_HOSTS"
+    )
+
+    @field_validator("allowed_internal_hosts", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> list[str]:
+        # Twenty's ARRAY config type: comma-separated, blanks dropped; hosts compared lowercased.
+        return [h.lower() for h in parse_queue_list(value)]
+
+
+class OutboundBlocked(Exception):
+    """The target resolves to an address safe mode refuses."""
+
+
+class InvalidTarget(Exception):
+    """The URL cannot be requested at all (bad syntax, not http/https, redirect loop)."""
+
+
+class ResolutionFailed(Exception):
+    """DNS gave no address for the host (may be temporary)."""
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip in _NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
+def _normalize(address: str | IPAddress) -> IPAddress:
+    ip = ipaddress.ip_address(address) if isinstance(address, str) else address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.scope_id:
+            ip = ipaddress.IPv6Address(str(ip).split("%", 1)[0])
+        embedded = _embedded_ipv4(ip)
+        if embedded is not None:
+            return embedded
+    return ip
+
+
+def is_link_local(address: str | IPAddress) -> bool:
+    ip = _normalize(address)
+    return any(ip.version == net.version and ip in net for net in _LINK_LOCAL)
+
+
+def is_internal(address: str | IPAddress) -> bool:
+    """True for loopback, private, link-local, shared, reserved, multicast and unspecified addresses."""
+    ip = _normalize(address)
+    return not ip.is_global or ip.is_multicast or is_link_local(ip)
+
+
+def is_blocked(address: str, host: str, settings: OutboundSettings) -> bool:
+    """Twenty's rule: allowlisted hosts are only kept off link-local; others off every internal address."""
+    allowed = settings.allowed_internal_hosts
+    if ALLOW_ALL_INTERNAL_HOSTS in allowed or host.lower() in allowed:
+        return is_link_local(address)
+    return is_internal(address)
+
+
+async def resolve_checked(host: str, port: int, settings: OutboundSettings) -> str:
+    """The address to connect to for `host`, after checking every address it resolves to."""
+    try:
+        literal = ipaddress.ip_address(host)
+    except ValueError:
+        literal = None
+    if literal is not None:
+        addresses = [str(literal)]
+    else:
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (socket.gaierror, UnicodeError) as exc:
+            raise ResolutionFailed(f"cannot resolve {host}: {exc}") from None
+        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        if not addresses:
+            raise ResolutionFailed(f"cannot resolve {host}: no address")
+    for address in addresses:
+        if is_blocked(address, host, settings):
+            # Twenty's wording (get-secure-axios-adapter.util.ts), which its job recognises.
+            raise OutboundBlocked(f"Request to internal IP address {address} is not allowed.")
+    return addresses[0]
+
+
+_ssl_context: ssl.SSLContext | None = None
+
+
+def ssl_context() -> ssl.SSLContext:
+    """One verifying TLS context for the process (building one per client costs milliseconds)."""
+    global _ssl_context
+    if _ssl_context is None:
+        _ssl_context = ssl.create_default_context()
+        try:
+            import certifi
+
+            _ssl_context.load_verify_locations(certifi.where())
+        except ImportError:  # the system store is enough
+            pass
+    return _ssl_context
+
+
+def new_client(timeout_s: float) -> httpx.AsyncClient:
+    """A client that never follows redirects by itself (each hop is checked here)."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(timeout_s),
+        follow_redirects=False,
+        verify=ssl_context(),
+        trust_env=False,  # a proxy would defeat the address check
+        limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResponseInfo:
+    status: int
+    url: str
+    retry_after: str | None
+
+
+Method = Literal["POST", "GET"]
+
+
+async def send(
+    client: httpx.AsyncClient,
+    url: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    settings: OutboundSettings,
+) -> HttpResponseInfo:
+    """POST `body` to `url`, following redirects like axios (301/302/303 become GET without a
+    body; 307/308 repeat the POST) with the safe-mode check on every hop.
+
+    Raises OutboundBlocked, InvalidTarget, ResolutionFailed or httpx.HTTPError.
+    """
+    method: Method = "POST"
+    content: bytes | None = body
+    hop_headers = dict(headers)
+    current = _parse_url(url)
+    for _ in range(MAX_REDIRECTS + 1):
+        response = await _send_one(client, method, current, content, hop_headers, settings)
+        try:
+            location = response.headers.get("location")
+            if response.status_code not in (301, 302, 303, 307, 308) or not location:
+                return HttpResponseInfo(response.status_code, str(current), response.headers.get("retry-after"))
+            await _drain(response)
+        finally:
+            await response.aclose()
+        try:
+            current = _parse_url(str(current.join(location)))
+        except InvalidTarget as exc:
+            raise InvalidTarget(f"redirect to an unusable location: {exc}") from None
+        if response.status_code in (301, 302, 303) and method == "POST":
+            method, content = "GET", None
+            hop_headers = {k: v for k, v in hop_headers.items() if not k.lower().startswith("content-")}
+    raise InvalidTarget(f"more than {MAX_REDIRECTS} redirects")
+
+
+def _parse_url(url: str) -> httpx.URL:
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, ValueError, TypeError) as exc:
+        raise InvalidTarget(f"invalid URL: {exc}") from None
+    if parsed.scheme not in ("http", "https"):
+        raise InvalidTarget("URL should use http/https protocol")
+    if not parsed.host:
+        raise InvalidTarget("URL has no host")
+    return parsed
+
+
+async def _send_one(
+    client: httpx.AsyncClient,
+    method: Method,
+    url: httpx.URL,
+    content: bytes | None,
+    headers: dict[str, str],
+    settings: OutboundSettings,
+) -> httpx.Response:
+    target = url
+    extensions: dict[str, str] = {}
+    request_headers = dict(headers)
+    if settings.safe_mode:
+        port = url.port or (443 if url.scheme == "https" else 80)
+        address = await resolve_checked(url.host, port, settings)
+        # Connect to the checked address; keep the name for the Host header and for TLS (SNI and
+        # certificate check), as Twenty's pinned lookup does.
+        target = url.copy_with(host=address)
+        request_headers["Host"] = url.netloc.decode("ascii")
+        if url.scheme == "https":
+            extensions["sni_hostname"] = url.host
+    request = client.build_request(method, target, content=content, headers=request_headers,
+                                   extensions=extensions)
+    return await client.send(request, stream=True)
+
+
+async def _drain(response: httpx.Response) -> None:
+    read = 0
+    async for chunk in response.aiter_raw():
+        read += len(chunk)
+        if read >= MAX_DRAINED_BODY_BYTES:
+            break
+
+
+async def drain_and_close(response: httpx.Response) -> None:
+    try:
+        await _drain(response)
+    finally:
+        await response.aclose()

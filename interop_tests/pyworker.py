@@ -51,7 +51,7 @@ def record_of(data: Any, ctx: JobContext) -> dict[str, Any]:
         "pid": os.getpid(),
         "startedAt": time.time() * 1000,
         "timestamp": ctx.timestamp,
-        "delay": opts.get("delay", 0),
+        "delay": opts.get("delay", 0),  # Node's record has the hash field (0 once promoted)
         "priority": opts.get("priority", 0),
     }
 

@@ -19,8 +19,13 @@ def cli(*args: str, stdin: str | None = None, env: dict[str, str] | None = None)
     full_env = {**os.environ, "PYTHONPATH": str(REPO), "REDIS_URL": REDIS_URL, **(env or {})}
     full_env.pop("REDIS_QUEUE_URL", None)
     return subprocess.run(
-        [sys.executable, "-m", "twenty_jobs.cli", *args], input=stdin, capture_output=True, text=True,
-        cwd=REPO, env=full_env, timeout=60,
+        [sys.executable, "-m", "twenty_jobs.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=full_env,
+        timeout=60,
     )
 
 
@@ -30,8 +35,21 @@ def test_version() -> None:
 
 
 async def test_enqueue_prints_the_job_id_and_writes_twentys_opts(prefix: str, redis: aioredis.Redis) -> None:
-    out = cli("enqueue", "email-queue", "EmailSenderJob", "--data", '{"to":"a@b.c"}', "--id", "mail-1",
-              "--retry-limit", "3", "--backoff", "exponential:5000:0.5", "--prefix", prefix)
+    out = cli(
+        "enqueue",
+        "email-queue",
+        "EmailSenderJob",
+        "--data",
+        '{"to":"a@b.c"}',
+        "--id",
+        "mail-1",
+        "--retry-limit",
+        "3",
+        "--backoff",
+        "exponential:5000:0.5",
+        "--prefix",
+        prefix,
+    )
     assert out.returncode == 0, out.stderr
     job_id = out.stdout.strip()
     assert job_id.startswith("mail-1-")
@@ -46,7 +64,9 @@ async def test_enqueue_prints_the_job_id_and_writes_twentys_opts(prefix: str, re
 async def test_enqueue_reads_data_from_stdin(prefix: str, redis: aioredis.Redis) -> None:
     out = cli("enqueue", "workspace-queue", "Echo", "--data", "-", "--prefix", prefix, stdin='{"x": [1, null]}')
     assert out.returncode == 0, out.stderr
-    assert json.loads(await redis.hget(f"{prefix}:workspace-queue:{out.stdout.strip()}", "data") or "") == {"x": [1, None]}
+    assert json.loads(await redis.hget(f"{prefix}:workspace-queue:{out.stdout.strip()}", "data") or "") == {
+        "x": [1, None]
+    }
 
 
 def test_unknown_queue_is_one_line_with_a_suggestion() -> None:
@@ -79,8 +99,10 @@ def test_work_with_unreachable_redis_exits_1_with_one_line() -> None:
 
 
 async def test_work_burst_processes_and_exits_0_printing_what_it_serves(prefix: str, redis: aioredis.Redis) -> None:
-    ids = [cli("enqueue", "workspace-queue", "Echo", "--data", json.dumps({"i": i}), "--prefix", prefix).stdout.strip()
-           for i in range(3)]
+    ids = [
+        cli("enqueue", "workspace-queue", "Echo", "--data", json.dumps({"i": i}), "--prefix", prefix).stdout.strip()
+        for i in range(3)
+    ]
     out = cli("work", "--import", "tests.cli_handlers", "--no-builtin-jobs", "--burst", "--prefix", prefix)
     assert out.returncode == 0, out.stderr
     assert "serving workspace-queue" in out.stderr and "Sleepy" in out.stderr and "Echo" in out.stderr
@@ -89,6 +111,12 @@ async def test_work_burst_processes_and_exits_0_printing_what_it_serves(prefix: 
 
 
 def test_worker_excluded_queues_env_is_honoured() -> None:
-    out = cli("work", "--import", "tests.cli_handlers", "--no-builtin-jobs", "--burst",
-              env={"WORKER_EXCLUDED_QUEUES": "workspace-queue"})
+    out = cli(
+        "work",
+        "--import",
+        "tests.cli_handlers",
+        "--no-builtin-jobs",
+        "--burst",
+        env={"WORKER_EXCLUDED_QUEUES": "workspace-queue"},
+    )
     assert out.returncode == 2 and "no queue to serve" in out.stderr

@@ -15,8 +15,8 @@ import twenty_jobs
 from twenty_jobs.errors import ConfigError, RetryJob
 from twenty_jobs.producer import Producer
 from twenty_jobs.registry import Registry
-from twenty_jobs.worker import TwentyWorker, run_worker
 from twenty_jobs.wire.keys import worker_client_name
+from twenty_jobs.worker import TwentyWorker, run_worker
 
 from .conftest import wait_until, worker_config
 
@@ -405,3 +405,44 @@ async def test_registering_a_sync_function_or_two_handlers_for_one_name_is_refus
     twenty_jobs.job(queue=Q, name="Dup", registry=registry)(one)
     with pytest.raises(ConfigError, match="two handlers"):
         twenty_jobs.job(queue=Q, name="Dup", registry=registry)(two)
+
+
+async def test_worker_writes_bullmq_metrics_series_like_twentys_worker_option(
+    producer: Producer, registry: Registry, prefix: str, redis: aioredis.Redis
+) -> None:
+    @twenty_jobs.job(queue=Q, name="M", registry=registry)
+    async def m(data: dict[str, bool], ctx: Any) -> None:
+        if data["fail"]:
+            raise RuntimeError("no")
+
+    for fail in (False, False, True):
+        await producer.add(Q, "M", {"fail": fail})
+    assert await burst(prefix, registry) == 0
+    assert await redis.hget(f"{prefix}:{Q}:metrics:completed", "count") == "2"
+    assert await redis.hget(f"{prefix}:{Q}:metrics:failed", "count") == "1"
+
+
+async def test_shutdown_deadline_aborts_the_handlers_signal(
+    producer: Producer, registry: Registry, start_worker: Any, redis: aioredis.Redis, prefix: str
+) -> None:
+    observed: list[str] = []
+    started = asyncio.Event()
+
+    @twenty_jobs.job(queue=Q, name="Long", registry=registry)
+    async def long(data: Any, ctx: twenty_jobs.JobContext) -> None:
+        started.set()
+        assert ctx.signal is not None
+        try:
+            await asyncio.wait_for(ctx.signal.wait(), 30)
+            observed.append(f"aborted: {ctx.signal.reason}")
+        except asyncio.CancelledError:
+            observed.append(f"cancelled, aborted={ctx.aborted}")
+            raise
+
+    running = await start_worker([Q], grace_s=0.5)
+    job_id = await producer.add(Q, "Long", {})
+    await asyncio.wait_for(started.wait(), 10)
+    assert await running.stop() == 1
+    assert observed[0] in ("aborted: worker shutdown deadline", "cancelled, aborted=True")
+    # Cut short, never deleted: left active for stall recovery.
+    assert job_id in await redis.lrange(f"{prefix}:{Q}:active", 0, -1)

@@ -82,7 +82,7 @@ def import_modules(modules: list[str], builtin: bool) -> None:
         except ConfigError:
             raise
         except ModuleNotFoundError as exc:
-            if exc.name and module.startswith(exc.name) or exc.name == module:
+            if (exc.name and module.startswith(exc.name)) or exc.name == module:
                 fail(f"cannot import handler module '{module}': no such module (is it on PYTHONPATH?)")
             fail(f"cannot import handler module '{module}': {exc}")
         except Exception as exc:
@@ -107,7 +107,8 @@ def main_callback(
 @app.command()
 def work(
     queue: Annotated[
-        list[str] | None, typer.Option("--queue", "-q", help="Serve this queue (repeatable). Default: every queue with a handler.")
+        list[str] | None,
+        typer.Option("--queue", "-q", help="Serve this queue (repeatable). Default: every queue with a handler."),
     ] = None,
     exclude_queue: Annotated[
         list[str] | None, typer.Option("--exclude-queue", "-x", help="Do not serve this queue (repeatable).")
@@ -119,9 +120,14 @@ def work(
         bool, typer.Option("--builtin-jobs/--no-builtin-jobs", help="Load the ported Twenty jobs (webhooks, email).")
     ] = True,
     concurrency: Annotated[
-        int | None, typer.Option("--concurrency", "-c", min=1, help="Jobs in parallel per queue (default: Twenty's per-queue value).")
+        int | None,
+        typer.Option(
+            "--concurrency", "-c", min=1, help="Jobs in parallel per queue (default: Twenty's per-queue value)."
+        ),
     ] = None,
-    burst: Annotated[bool, typer.Option("--burst", help="Exit 0 once the served queues have nothing left to run.")] = False,
+    burst: Annotated[
+        bool, typer.Option("--burst", help="Exit 0 once the served queues have nothing left to run.")
+    ] = False,
     grace: Annotated[
         float, typer.Option("--grace", min=0, help="Seconds active jobs get to finish after SIGTERM/SIGINT.")
     ] = 30.0,
@@ -131,7 +137,8 @@ def work(
         int | None, typer.Option("--lock-duration-ms", min=1000, help="Override every queue's lockDuration.")
     ] = None,
     stalled_interval_ms: Annotated[
-        int | None, typer.Option("--stalled-interval-ms", min=100, help="How often to look for stalled jobs (default 30000).")
+        int | None,
+        typer.Option("--stalled-interval-ms", min=100, help="How often to look for stalled jobs (default 30000)."),
     ] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
     log_format: Annotated[str, typer.Option("--log-format", help="text or json.")] = "text",
@@ -189,8 +196,12 @@ def enqueue(
     queue: Annotated[str, typer.Argument(help="Queue name, e.g. workspace-queue.")],
     name: Annotated[str, typer.Argument(help="Job name (Twenty's processor class name), e.g. CallWebhookJob.")],
     data: Annotated[str, typer.Option("--data", "-d", help="Job data as JSON ('-' reads standard input).")] = "{}",
-    id_: Annotated[str | None, typer.Option("--id", help="Job id; stored as <id>-<uuid> and deduplicated like Twenty.")] = None,
-    priority: Annotated[int | None, typer.Option("--priority", min=0, help="Lower runs first (default: the queue's).")] = None,
+    id_: Annotated[
+        str | None, typer.Option("--id", help="Job id; stored as <id>-<uuid> and deduplicated like Twenty.")
+    ] = None,
+    priority: Annotated[
+        int | None, typer.Option("--priority", min=0, help="Lower runs first (default: the queue's).")
+    ] = None,
     retry_limit: Annotated[int, typer.Option("--retry-limit", min=0, help="Retries after the first attempt.")] = 0,
     delay: Annotated[int | None, typer.Option("--delay", min=0, help="Delay in milliseconds.")] = None,
     backoff: Annotated[
@@ -216,8 +227,15 @@ def enqueue(
         async with Producer(settings.queue_redis_url, prefix=settings.prefix, allow_any_queue=True) as producer:
             await producer.ping()
             return await producer.add(
-                queue, name, payload, id=id_, priority=priority, retry_limit=retry_limit, delay=delay,
-                backoff=backoff_opt, allow_duplicate=allow_duplicate,
+                queue,
+                name,
+                payload,
+                id=id_,
+                priority=priority,
+                retry_limit=retry_limit,
+                delay=delay,
+                backoff=backoff_opt,
+                allow_duplicate=allow_duplicate,
             )
 
     try:

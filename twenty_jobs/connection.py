@@ -111,7 +111,7 @@ def make_client(
 async def ping_or_raise(client: aioredis.Redis, url: str) -> None:
     """Fail with one clear line when Redis cannot be reached."""
     try:
-        await client.ping()
+        await client.ping()  # type: ignore[misc]
     except (RedisError, OSError) as exc:
         raise RedisUnavailableError(
             f"cannot reach Redis at {redacted_url(url)}: {str(exc).rstrip('.')}. Check REDIS_QUEUE_URL/REDIS_URL "

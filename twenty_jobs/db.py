@@ -198,7 +198,7 @@ async def webhooks_for(
                 schema_translate_map={_DECLARED_SCHEMA: settings.core_schema}
             )
             rows = (await conn.execute(query)).all()
-    except (DBAPIError, InterfaceError, OperationalError, OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, DBAPIError, InterfaceError, OperationalError, OSError) as exc:
         raise DatabaseError(describe_db_error(exc, settings.pg_database_url)) from None
     return [_webhook(row._mapping) for row in rows]
 

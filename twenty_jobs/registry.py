@@ -23,7 +23,7 @@ from twenty_jobs.errors import ConfigError, PermanentJobError
 Handler = Callable[..., Awaitable[Any]]
 
 # Annotations that mean "give me the data as stored": no validation.
-_PASSTHROUGH: tuple[Any, ...] = (inspect.Parameter.empty, Any, dict, list, object, typing.Dict, typing.List)
+_PASSTHROUGH: tuple[Any, ...] = (inspect.Parameter.empty, Any, dict, list, object, dict, list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,9 +126,9 @@ def _data_adapter(func: Handler) -> TypeAdapter[Any] | None:
     except Exception as exc:  # unresolved forward references
         raise ConfigError(f"cannot read the type hints of handler {_qualname(func)}: {exc}") from None
     annotation = hints.get(params[0].name, inspect.Parameter.empty)
-    if annotation in _PASSTHROUGH or typing.get_origin(annotation) in (dict, list) and not typing.get_args(
+    if annotation in _PASSTHROUGH or (typing.get_origin(annotation) in (dict, list) and not typing.get_args(
         annotation
-    ):
+    )):
         return None
     if typing.get_origin(annotation) is dict and typing.get_args(annotation)[1:] == (Any,):
         return None

@@ -6,7 +6,7 @@ back to `REDIS_URL`), `WORKER_ENABLED_QUEUES` / `WORKER_EXCLUDED_QUEUES`, `PG_DA
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator
@@ -91,7 +91,7 @@ def load_settings(**overrides: object) -> Settings:
     """Settings from the environment, with explicit overrides (CLI flags); a bad value becomes a
     one-line ConfigError naming the variable."""
     try:
-        clean = {k: v for k, v in overrides.items() if v is not None}
+        clean: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
         return Settings(**clean)
     except ValidationError as exc:
         first = exc.errors()[0]

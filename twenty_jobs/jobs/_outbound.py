@@ -33,8 +33,6 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from twenty_jobs.settings import parse_queue_list
 
 MAX_REDIRECTS = 5
-# How much of a response body is read (and thrown away) so the connection can be reused.
-MAX_DRAINED_BODY_BYTES = 64 * 1024
 ALLOW_ALL_INTERNAL_HOSTS = "*"
 
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
@@ -191,13 +189,12 @@ async def send(
     current = _parse_url(url)
     for _ in range(MAX_REDIRECTS + 1):
         response = await _send_one(client, method, current, content, hop_headers, settings)
-        try:
-            location = response.headers.get("location")
-            if response.status_code not in (301, 302, 303, 307, 308) or not location:
-                return HttpResponseInfo(response.status_code, str(current), response.headers.get("retry-after"))
-            await _drain(response)
-        finally:
-            await response.aclose()
+        # The body is never read: the status decides, and a slow body must not turn an accepted
+        # delivery into a timeout (and a duplicate on retry).
+        await response.aclose()
+        location = response.headers.get("location")
+        if response.status_code not in (301, 302, 303, 307, 308) or not location:
+            return HttpResponseInfo(response.status_code, str(current), response.headers.get("retry-after"))
         try:
             current = _parse_url(str(current.join(location)))
         except InvalidTarget as exc:
@@ -243,18 +240,3 @@ async def _send_one(
     request = client.build_request(method, target, content=content, headers=request_headers,
                                    extensions=extensions)
     return await client.send(request, stream=True)
-
-
-async def _drain(response: httpx.Response) -> None:
-    read = 0
-    async for chunk in response.aiter_raw():
-        read += len(chunk)
-        if read >= MAX_DRAINED_BODY_BYTES:
-            break
-
-
-async def drain_and_close(response: httpx.Response) -> None:
-    try:
-        await _drain(response)
-    finally:
-        await response.aclose()

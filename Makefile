@@ -13,7 +13,7 @@ install: $(PY_STAMP) $(NODE_STAMP)
 $(PY_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]' --config-settings editable_mode=compat
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
 $(NODE_STAMP): node_fixture/package.json node_fixture/package-lock.json

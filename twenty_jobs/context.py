@@ -98,6 +98,11 @@ class JobContext:
         return dict(self._job.opts)
 
     @property
+    def progress(self) -> Any:
+        """The job's stored progress (0 until set), as left by the previous attempt or this one."""
+        return self._job.progress
+
+    @property
     def aborted(self) -> bool:
         """True once the worker asked this job to stop (shutdown deadline or cancellation)."""
         return bool(self.signal is not None and self.signal.aborted)

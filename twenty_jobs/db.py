@@ -23,7 +23,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import Column, DateTime, MetaData, Table, Text, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from twenty_jobs.errors import TwentyJobsError
@@ -109,6 +109,8 @@ class _EngineSlot:
 
 
 _slot: _EngineSlot | None = None
+# Engines being disposed in the background (a reference keeps the task alive).
+_disposing: set[asyncio.Task[None]] = set()
 
 
 def load_database_settings() -> DatabaseSettings:
@@ -133,8 +135,9 @@ def get_engine(settings: DatabaseSettings | None = None) -> AsyncEngine:
     if _slot is not None and _slot.url == raw and _slot.loop is loop:
         return _slot.engine
     if _slot is not None and _slot.loop is loop:
-        old = _slot.engine
-        loop.create_task(old.dispose())
+        task = loop.create_task(_slot.engine.dispose())
+        _disposing.add(task)
+        task.add_done_callback(_disposing.discard)
     engine = create_async_engine(
         asyncpg_url(raw),
         pool_pre_ping=True,
@@ -158,10 +161,11 @@ async def dispose_engine() -> None:
 def describe_db_error(exc: BaseException, url: str | None) -> str:
     """One line naming the setting, the server (no password) and the driver's reason."""
     where = redacted_url(url) if url else "<unset>"
-    reason = exc
+    reason: BaseException = exc
     orig = getattr(exc, "orig", None)
     if orig is not None:
-        reason = orig
+        # SQLAlchemy wraps the DBAPI error, whose cause is asyncpg's own (better-named) exception.
+        reason = orig.__cause__ if isinstance(orig.__cause__, Exception) else orig
     text = " ".join(str(reason).split()) or type(reason).__name__
     if url:
         password = urlsplit(url).password
@@ -198,7 +202,7 @@ async def webhooks_for(
                 schema_translate_map={_DECLARED_SCHEMA: settings.core_schema}
             )
             rows = (await conn.execute(query)).all()
-    except (TimeoutError, DBAPIError, InterfaceError, OperationalError, OSError) as exc:
+    except (SQLAlchemyError, OSError, TimeoutError) as exc:
         raise DatabaseError(describe_db_error(exc, settings.pg_database_url)) from None
     return [_webhook(row._mapping) for row in rows]
 

@@ -122,7 +122,7 @@ def _data_adapter(func: Handler) -> TypeAdapter[Any] | None:
     if not params:
         raise ConfigError(f"handler {_qualname(func)} must accept the job data as its first parameter")
     try:
-        hints = typing.get_type_hints(func)
+        hints = typing.get_type_hints(func, include_extras=True)
     except Exception as exc:  # unresolved forward references
         raise ConfigError(f"cannot read the type hints of handler {_qualname(func)}: {exc}") from None
     annotation = hints.get(params[0].name, inspect.Parameter.empty)

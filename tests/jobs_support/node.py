@@ -35,12 +35,22 @@ def fixture(*args: str, prefix: str | None = None, timeout: float = 30) -> Any:
     return json.loads(proc.stdout)
 
 
-def node_restringify(texts: list[str]) -> list[str | None]:
-    """`JSON.stringify(JSON.parse(text))` in real Node for each text (None when Node rejects it)."""
+def _node_json(mode: str, texts: list[str]) -> Any:
     payload = json.dumps(texts)  # ASCII-only: lone surrogates survive the pipe
     proc = subprocess.run(
-        [node_binary(), str(NODE_JSON)], input=payload, capture_output=True, text=True, timeout=60,
+        [node_binary(), str(NODE_JSON), mode], input=payload, capture_output=True, text=True, timeout=60,
         check=True,
     )
-    result: list[str | None] = json.loads(proc.stdout)
+    return json.loads(proc.stdout)
+
+
+def node_restringify(texts: list[str]) -> list[str | None]:
+    """`JSON.stringify(JSON.parse(text))` in real Node for each text (None when Node rejects it)."""
+    result: list[str | None] = _node_json("restringify", texts)
     return result
+
+
+def node_webhook_bodies(job_data_text: str) -> list[str]:
+    """The bodies Twenty's CallWebhookJob (Node) sends for job data stored as `job_data_text`."""
+    result: list[list[str]] = _node_json("webhook-bodies", [job_data_text])
+    return result[0]

@@ -19,6 +19,7 @@ Here, in safe mode:
 from __future__ import annotations
 
 import asyncio
+import base64
 import ipaddress
 import socket
 import ssl
@@ -109,8 +110,8 @@ def is_blocked(address: str, host: str, settings: OutboundSettings) -> bool:
     return is_internal(address)
 
 
-async def resolve_checked(host: str, port: int, settings: OutboundSettings) -> str:
-    """The address to connect to for `host`, after checking every address it resolves to."""
+async def resolve_checked(host: str, port: int, settings: OutboundSettings) -> list[str]:
+    """The addresses to connect to for `host`, in resolver order, after checking every one."""
     try:
         literal = ipaddress.ip_address(host)
     except ValueError:
@@ -130,7 +131,7 @@ async def resolve_checked(host: str, port: int, settings: OutboundSettings) -> s
         if is_blocked(address, host, settings):
             # Twenty's wording (get-secure-axios-adapter.util.ts), which its job recognises.
             raise OutboundBlocked(f"Request to internal IP address {address} is not allowed.")
-    return addresses[0]
+    return addresses
 
 
 _ssl_context: ssl.SSLContext | None = None
@@ -150,14 +151,20 @@ def ssl_context() -> ssl.SSLContext:
     return _ssl_context
 
 
-def new_client(timeout_s: float) -> httpx.AsyncClient:
-    """A client that never follows redirects by itself (each hop is checked here)."""
+def new_client(timeout_s: float, settings: OutboundSettings) -> httpx.AsyncClient:
+    """A client that never follows redirects by itself (each hop is checked here).
+
+    In safe mode connections go to checked addresses and are not kept alive: a pooled connection
+    is keyed by address, so a later request for another host name on the same address would
+    reuse a TLS session verified for the first name.
+    """
+    keepalive = 0 if settings.safe_mode else 20
     return httpx.AsyncClient(
         timeout=httpx.Timeout(timeout_s),
         follow_redirects=False,
         verify=ssl_context(),
         trust_env=False,  # a proxy would defeat the address check
-        limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
+        limits=httpx.Limits(max_connections=50, max_keepalive_connections=keepalive),
     )
 
 
@@ -187,8 +194,16 @@ async def send(
     content: bytes | None = body
     hop_headers = dict(headers)
     current = _parse_url(url)
+    # Credentials in the URL become a Basic header (as axios does) so the URL that httpx logs and
+    # that redirects are resolved against carries no password; they go to the original host only.
+    origin = (current.scheme, current.host, current.port)
+    authorization = _basic_auth(current)
+    current = current.copy_with(userinfo=b"")
     for _ in range(MAX_REDIRECTS + 1):
-        response = await _send_one(client, method, current, content, hop_headers, settings)
+        sent_headers = dict(hop_headers)
+        if authorization and (current.scheme, current.host, current.port) == origin:
+            sent_headers["Authorization"] = authorization
+        response = await _send_one(client, method, current, content, sent_headers, settings)
         # The body is never read: the status decides, and a slow body must not turn an accepted
         # delivery into a timeout (and a duplicate on retry).
         await response.aclose()
@@ -203,6 +218,13 @@ async def send(
             method, content = "GET", None
             hop_headers = {k: v for k, v in hop_headers.items() if not k.lower().startswith("content-")}
     raise InvalidTarget(f"more than {MAX_REDIRECTS} redirects")
+
+
+def _basic_auth(url: httpx.URL) -> str | None:
+    if not url.userinfo:
+        return None
+    token = base64.b64encode(f"{url.username}:{url.password}".encode()).decode("ascii")
+    return f"Basic {token}"
 
 
 def _parse_url(url: str) -> httpx.URL:
@@ -225,18 +247,23 @@ async def _send_one(
     headers: dict[str, str],
     settings: OutboundSettings,
 ) -> httpx.Response:
-    target = url
-    extensions: dict[str, str] = {}
-    request_headers = dict(headers)
-    if settings.safe_mode:
-        port = url.port or (443 if url.scheme == "https" else 80)
-        address = await resolve_checked(url.host, port, settings)
-        # Connect to the checked address; keep the name for the Host header and for TLS (SNI and
-        # certificate check), as Twenty's pinned lookup does.
-        target = url.copy_with(host=address)
-        request_headers["Host"] = url.netloc.decode("ascii")
-        if url.scheme == "https":
-            extensions["sni_hostname"] = url.host
-    request = client.build_request(method, target, content=content, headers=request_headers,
-                                   extensions=extensions)
-    return await client.send(request, stream=True)
+    if not settings.safe_mode:
+        request = client.build_request(method, url, content=content, headers=headers)
+        return await client.send(request, stream=True)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    addresses = await resolve_checked(url.host, port, settings)
+    # Connect to a checked address; keep the name for the Host header and for TLS (SNI and
+    # certificate check), as Twenty's pinned lookup does. Unlike Twenty (first answer only), the
+    # next checked address is tried when one refuses the connection (e.g. ::1 before 127.0.0.1).
+    request_headers = {**headers, "Host": url.netloc.decode("ascii")}
+    extensions = {"sni_hostname": url.host} if url.scheme == "https" else {}
+    last_error: httpx.ConnectError | None = None
+    for address in addresses:
+        request = client.build_request(method, url.copy_with(host=address), content=content,
+                                       headers=request_headers, extensions=extensions)
+        try:
+            return await client.send(request, stream=True)
+        except httpx.ConnectError as exc:
+            last_error = exc
+    assert last_error is not None
+    raise last_error

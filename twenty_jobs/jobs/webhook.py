@@ -6,6 +6,8 @@ transform-event-batch-to-webhook-events.ts @ 0386428f, call-webhook.job.ts):
   objectMetadata, events}`, finds the workspace's webhooks subscribed to `obj.op`, `*.op`,
   `obj.*` or `*.*`, builds one payload per webhook x event and enqueues `CallWebhookJob` jobs of
   20 payloads each with `retryLimit: 3`.
+* `CallWebhookJobsForMetadataJob` (newer Twenty, call-webhook-jobs-for-metadata.job.ts @ 74705518)
+  does the same for metadata events (`metadata.<name>.<type>`), payloads carrying the `event`.
 * `CallWebhookJob` POSTs every payload (without its `secret`) as JSON, signed with
   HMAC-SHA256 over `<timestamp>:<body>` when the webhook has a secret, with a 5 s timeout.
 
@@ -16,7 +18,8 @@ Where this port differs, on purpose (see docs/webhook-email.md):
   that still have to go, so an endpoint that accepted a payload never gets it again from a retry.
 * Other answers (4xx, too many redirects, a refused internal address, an invalid URL) are final
   for that payload: logged and counted as failed, not retried. A job whose payloads are all
-  delivered or finally refused completes; its return value lists the refusals.
+  delivered or finally refused completes; its return value describes the attempt that completed
+  it, and every attempt's failures are appended to the job's log list.
 * Twenty's newest version gates payloads behind the record-sharing feature flag
   (IS_RECORD_SHARING_ENABLED); this port does not.
 """
@@ -116,6 +119,19 @@ class WorkspaceEventBatch(_Model):
     workspace_id: str = Field(min_length=1)
     object_metadata: ObjectMetadataRef
     events: list[ObjectRecordEvent]
+
+
+class MetadataEventBatch(_Model):
+    """CallWebhookJobsForMetadataJob's data (metadata-event-batch.type.ts @ 78bf5473); events are
+    opaque MetadataEvent objects, sent as stored."""
+
+    name: str = Field(min_length=1)
+    workspace_id: str = Field(min_length=1)
+    metadata_name: str
+    type: str
+    events: list[Any]
+    user_id: str | None = None
+    api_key_id: str | None = None
 
 
 class CallWebhookJobData(_Model):
@@ -230,29 +246,69 @@ def build_payloads(batch: WorkspaceEventBatch, webhooks: Sequence[db.Webhook]) -
     return result
 
 
+def metadata_operations_to_match(batch: MetadataEventBatch) -> list[str]:
+    return [batch.name, f"metadata.{batch.metadata_name}.*", f"metadata.*.{batch.type}", "metadata.*.*", "*.*"]
+
+
+def build_metadata_payloads(batch: MetadataEventBatch, webhooks: Sequence[db.Webhook]) -> list[dict[str, Any]]:
+    """transformMetadataEventBatchToWebhookEvents: keys in Twenty's order, `new Date()` per payload."""
+    result: list[dict[str, Any]] = []
+    for webhook in webhooks:
+        for event in batch.events:
+            payload: dict[str, Any] = {
+                "targetUrl": webhook.target_url,
+                "eventName": batch.name,
+                "workspaceId": batch.workspace_id,
+                "webhookId": webhook.id,
+                "eventDate": js_iso_now(),
+            }
+            if "user_id" in batch.model_fields_set:
+                payload["userId"] = batch.user_id
+            if "api_key_id" in batch.model_fields_set:
+                payload["apiKeyId"] = batch.api_key_id
+            payload["secret"] = webhook.secret
+            payload["event"] = event
+            result.append(payload)
+    return result
+
+
 def chunked(items: Sequence[Any], size: int = CHUNK_SIZE) -> list[list[Any]]:
     """lodash.chunk."""
     return [list(items[i : i + size]) for i in range(0, len(items), size)]
 
 
+async def _matching_webhooks(ctx: JobContext, workspace_id: str, operations: list[str]) -> list[db.Webhook]:
+    try:
+        return await db.webhooks_for(workspace_id, operations)
+    except db.DatabaseError as exc:
+        # Twenty's database is down or misconfigured: retry later, not at once.
+        raise RetryJob(str(exc), delay_ms=backoff_ms(load(WebhookSettings), ctx.attempt)) from None
+
+
+async def _enqueue_calls(ctx: JobContext, event_name: str, webhooks: int, payloads: list[dict[str, Any]]
+                         ) -> dict[str, Any]:
+    """`add('CallWebhookJob', chunk, {retryLimit: 3})` per chunk of 20, in one round trip."""
+    job_ids = await ctx.producer.add_bulk(QUEUE, "CallWebhookJob", chunked(payloads),
+                                          retry_limit=CALL_WEBHOOK_RETRY_LIMIT)
+    ctx.logger.info("%s: %d webhook(s), %d payload(s) in %d CallWebhookJob job(s)",
+                    event_name, webhooks, len(payloads), len(job_ids))
+    return {"webhooks": webhooks, "payloads": len(payloads), "jobs": job_ids}
+
+
 @twenty_jobs.job(queue=QUEUE, name="CallWebhookJobsJob")
 async def call_webhook_jobs(batch: WorkspaceEventBatch, ctx: JobContext) -> dict[str, Any]:
-    settings = load(WebhookSettings)
-    operations = operations_to_match(batch.name)
-    try:
-        webhooks = await db.webhooks_for(batch.workspace_id, operations)
-    except db.DatabaseError as exc:
-        raise RetryJob(str(exc), delay_ms=backoff_ms(settings, ctx.attempt)) from None
+    webhooks = await _matching_webhooks(ctx, batch.workspace_id, operations_to_match(batch.name))
     if not webhooks:
         return {"webhooks": 0, "payloads": 0, "jobs": []}
-    payloads = build_payloads(batch, webhooks)
-    chunks = chunked(payloads)
-    job_ids = await ctx.producer.add_bulk(QUEUE, "CallWebhookJob", chunks, retry_limit=CALL_WEBHOOK_RETRY_LIMIT)
-    ctx.logger.info(
-        "%s: %d webhook(s), %d payload(s) in %d CallWebhookJob job(s)",
-        batch.name, len(webhooks), len(payloads), len(job_ids),
-    )
-    return {"webhooks": len(webhooks), "payloads": len(payloads), "jobs": job_ids}
+    return await _enqueue_calls(ctx, batch.name, len(webhooks), build_payloads(batch, webhooks))
+
+
+@twenty_jobs.job(queue=QUEUE, name="CallWebhookJobsForMetadataJob")
+async def call_webhook_jobs_for_metadata(batch: MetadataEventBatch, ctx: JobContext) -> dict[str, Any]:
+    webhooks = await _matching_webhooks(ctx, batch.workspace_id, metadata_operations_to_match(batch))
+    if not webhooks:
+        return {"webhooks": 0, "payloads": 0, "jobs": []}
+    return await _enqueue_calls(ctx, batch.name, len(webhooks), build_metadata_payloads(batch, webhooks))
 
 
 # -- CallWebhookJob ------------------------------------------------------------------------------
@@ -377,7 +433,7 @@ def _one_line(exc: BaseException) -> str:
 
 def backoff_ms(settings: WebhookSettings, attempt: int, retry_after_ms: int | None = None) -> int:
     """retry_delay * 2^(attempt-1), or the receiver's Retry-After when longer (capped)."""
-    delay = settings.retry_delay_ms * 2 ** max(0, attempt - 1)
+    delay = settings.retry_delay_ms * (1 << max(0, attempt - 1))
     if retry_after_ms is not None:
         delay = max(delay, retry_after_ms)
     return min(delay, MAX_RETRY_DELAY_MS)
@@ -416,7 +472,7 @@ def _record(ctx: JobContext, delivery: Delivery) -> None:
         level,
         "Webhook Response: %s",
         " ".join(f"{k}={v}" for k, v in fields.items()),
-        extra={"webhook_response": fields, "workspace_id": delivery.item.workspace_id},
+        extra={"webhook_response": fields},
     )
 
 
@@ -433,8 +489,8 @@ async def call_webhook(data: CallWebhookJobItems, ctx: JobContext) -> dict[str, 
     outbound = load(_outbound.OutboundSettings)
     timeout_s = settings.timeout_ms / 1000
     if not items:
-        return {"delivered": 0, "rejected": []}
-    async with _outbound.new_client(timeout_s) as client:
+        return {"attempt": ctx.attempt, "delivered": 0, "rejected": []}
+    async with _outbound.new_client(timeout_s, outbound) as client:
         # All payloads at once, as Twenty's Promise.all does.
         deliveries = await asyncio.gather(*(deliver(client, it, outbound, timeout_s) for it in items))
     for delivery in deliveries:
@@ -442,6 +498,13 @@ async def call_webhook(data: CallWebhookJobItems, ctx: JobContext) -> dict[str, 
     delivered = sum(1 for d in deliveries if d.success)
     rejected = [d for d in deliveries if not d.success and not d.transient]
     pending = [d for d in deliveries if d.transient]
+    if rejected or pending:
+        # The job's log list (bull-board, Node's getJobLogs) keeps every attempt's failures; the
+        # return value only describes the attempt that completed the job.
+        await ctx.log(
+            f"attempt {ctx.attempt}: {delivered} delivered; refused for good: "
+            f"{_summary(rejected, CHUNK_SIZE) or 'none'}; to retry: {_summary(pending, CHUNK_SIZE) or 'none'}"
+        )
     if pending:
         # Keep only what still has to go: a retry must not re-send accepted payloads.
         remaining = [d.item.raw for d in pending]
@@ -459,6 +522,7 @@ async def call_webhook(data: CallWebhookJobItems, ctx: JobContext) -> dict[str, 
         retry_after = max((d.retry_after_ms or 0 for d in pending), default=0) or None
         raise RetryJob(message, delay_ms=backoff_ms(settings, ctx.attempt, retry_after))
     return {
+        "attempt": ctx.attempt,
         "delivered": delivered,
         "rejected": [d.record() for d in rejected],
     }

@@ -182,7 +182,7 @@ def format_number(value: int | float) -> str:
 
 def _digits(value: float) -> tuple[tuple[int, ...], int]:
     """Significant digits (no trailing zeros) and exponent of the shortest round-trip decimal."""
-    sign_, digits, exponent = Decimal(repr(value)).as_tuple()
+    _sign, digits, exponent = Decimal(repr(value)).as_tuple()
     assert isinstance(exponent, int)
     digit_list = list(digits)
     while len(digit_list) > 1 and digit_list[-1] == 0:

@@ -120,3 +120,43 @@ def test_worker_excluded_queues_env_is_honoured() -> None:
         env={"WORKER_EXCLUDED_QUEUES": "workspace-queue"},
     )
     assert out.returncode == 2 and "no queue to serve" in out.stderr
+
+
+async def test_work_serves_twentys_metric_names_and_check_sees_the_worker(prefix: str) -> None:
+    import asyncio
+    import socket
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "REDIS_URL": REDIS_URL}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "twenty_jobs.cli", "work", "--import", "tests.cli_handlers", "--no-builtin-jobs",
+         "--prefix", prefix, "--metrics-port", str(port), "--metrics-host", "127.0.0.1"],
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        job_id = cli("enqueue", "workspace-queue", "Echo", "--data", '{"workspaceId": "ws-9"}', "--prefix", prefix)
+        assert job_id.returncode == 0
+        body = ""
+        async with httpx.AsyncClient() as client:
+            for _ in range(100):
+                try:
+                    body = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+                except httpx.TransportError:
+                    body = ""
+                if "job_completed_total" in body and 'job_name="Echo"' in body:
+                    break
+                await asyncio.sleep(0.1)
+            healthz = await client.get(f"http://127.0.0.1:{port}/healthz")
+        assert 'job_completed_total{' in body and 'queue="workspace-queue"' in body and 'workspace_id="ws-9"' in body
+        assert "job_latency_ms_bucket" in body
+        assert healthz.status_code == 200
+        check = cli("check", "--queue", "workspace-queue", "--prefix", prefix)
+        assert check.returncode == 0, check.stdout + check.stderr
+    finally:
+        proc.terminate()
+        proc.wait(20)
+    assert proc.returncode == 0

@@ -143,6 +143,11 @@ def work(
     log_level: Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
     log_format: Annotated[str, typer.Option("--log-format", help="text or json.")] = "text",
     use_uvloop: Annotated[bool, typer.Option("--uvloop/--no-uvloop", help="Use uvloop when installed.")] = True,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option("--metrics-port", min=0, max=65535, help="Serve Prometheus /metrics and /healthz on this port."),
+    ] = None,
+    metrics_host: Annotated[str, typer.Option("--metrics-host", help="Address --metrics-port listens on.")] = "0.0.0.0",
 ) -> None:
     """Run workers for the selected queues until SIGTERM/SIGINT (or until empty with --burst)."""
     from twenty_jobs.worker import WorkerConfig, run_worker
@@ -160,7 +165,16 @@ def work(
     served = select_queues(
         candidates, settings.worker_enabled_queues, [*settings.worker_excluded_queues, *(exclude_queue or [])]
     )
+    from twenty_jobs.cli_ops import build_work_extras
+
+    try:
+        # After --import, so a tracer/meter provider set up by the user's modules is seen.
+        observers, services = build_work_extras(metrics_port, metrics_host=metrics_host)
+    except ConfigError as exc:
+        fail(str(exc))
     config = WorkerConfig(
+        observers=observers,
+        services=services,
         queues=served,
         redis_url=settings.queue_redis_url,
         prefix=settings.prefix,

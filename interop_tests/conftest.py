@@ -99,8 +99,8 @@ class Node:
                 try:
                     worker.stop(10)
                 except FixtureError:
-                    worker.kill()
-            worker.out.unlink(missing_ok=True)
+                    pass
+            worker.kill()  # no-op for an exited worker; removes its temp file
 
 
 @pytest.fixture

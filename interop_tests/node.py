@@ -149,11 +149,14 @@ class NodeWorker:
         self.queue = queue
         self.prefix = prefix
         self.redis_url = redis_url
+        # A temp file of our own is removed once the worker has exited (its records are kept).
+        self._owns_out = out is None
         if out is None:
             fd, name = tempfile.mkstemp(prefix="tj-node-worker-", suffix=".jsonl")
             os.close(fd)
             out = name
         self.out = Path(out)
+        self._final_records: list[dict[str, Any]] | None = None
         self.opts = opts
         self.proc: subprocess.Popen[str] | None = None
         self.summary: dict[str, Any] | None = None
@@ -221,9 +224,15 @@ class NodeWorker:
             self.kill()
             raise FixtureError(f"node worker did not exit within {timeout} s: {self.stderr}") from None
         self._join_reader()
+        self._release_out()
         out = self.proc.stdout.read() if self.proc.stdout else ""
         self.summary = _parse_output("work", self.proc.returncode, out, self.stderr)
         return self.summary
+
+    def _release_out(self) -> None:
+        if self._owns_out and self._final_records is None:
+            self._final_records = self.records()
+            self.out.unlink(missing_ok=True)
 
     async def await_exit(self, timeout: float = 60.0) -> dict[str, Any]:
         return await asyncio.to_thread(self.wait, timeout)
@@ -233,6 +242,7 @@ class NodeWorker:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+        self._release_out()
 
     def _join_reader(self) -> None:
         if self._reader is not None:
@@ -267,6 +277,8 @@ class NodeWorker:
 
     def records(self) -> list[dict[str, Any]]:
         """Every attempt the worker started so far, in order (one JSON line each)."""
+        if self._final_records is not None:
+            return self._final_records
         if not self.out.exists():
             return []
         # Only newline-terminated lines: a line being written right now is picked up next time.
@@ -280,7 +292,9 @@ class NodeWorker:
             if len(records) >= count:
                 return records
             if time.monotonic() > deadline:
-                raise AssertionError(f"node worker recorded {len(records)} of {count} jobs in {timeout} s: {self.stderr}")
+                raise AssertionError(
+                    f"node worker recorded {len(records)} of {count} jobs in {timeout} s: {self.stderr}"
+                )
             time.sleep(0.02)
 
     async def await_records(self, count: int, timeout: float = 20.0) -> list[dict[str, Any]]:
@@ -290,5 +304,7 @@ class NodeWorker:
             if len(records) >= count:
                 return records
             if time.monotonic() > deadline:
-                raise AssertionError(f"node worker recorded {len(records)} of {count} jobs in {timeout} s: {self.stderr}")
+                raise AssertionError(
+                    f"node worker recorded {len(records)} of {count} jobs in {timeout} s: {self.stderr}"
+                )
             await asyncio.sleep(0.02)

@@ -24,8 +24,8 @@ import redis.asyncio as aioredis
 
 from twenty_jobs.context import JobContext
 from twenty_jobs.registry import Registry, job
-from twenty_jobs.worker import TwentyWorker, WorkerConfig
 from twenty_jobs.wire.keys import worker_client_name
+from twenty_jobs.worker import TwentyWorker, WorkerConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -212,6 +212,18 @@ class PythonWorkerProcess:
 
     async def start(self) -> PythonWorkerProcess:
         before = (await client_names(self.redis_url)).count(worker_client_name(self.prefix, self.queue))
+        self.proc = self._spawn()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 20
+        while (await client_names(self.redis_url)).count(worker_client_name(self.prefix, self.queue)) <= before:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"python worker process exited {self.proc.returncode}: {self.log}")
+            if loop.time() > deadline:
+                raise AssertionError(f"python worker process not ready within 20 s: {self.log}")
+            await asyncio.sleep(0.05)
+        return self
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
         env = dict(os.environ)
         env.update(
             TJ_INTEROP_QUEUE=self.queue,
@@ -227,16 +239,7 @@ class PythonWorkerProcess:
             *self.extra_args,
         ]
         with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(args, env=env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 20
-        while (await client_names(self.redis_url)).count(worker_client_name(self.prefix, self.queue)) <= before:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"python worker process exited {self.proc.returncode}: {self.log}")
-            if loop.time() > deadline:
-                raise AssertionError(f"python worker process not ready within 20 s: {self.log}")
-            await asyncio.sleep(0.05)
-        return self
+            return subprocess.Popen(args, env=env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
 
     @property
     def log(self) -> str:
@@ -272,9 +275,14 @@ class PythonWorkerProcess:
             self.kill()
             raise AssertionError(f"python worker process did not stop within {timeout} s: {self.log}") from None
 
+    def remove_files(self) -> None:
+        self.out.unlink(missing_ok=True)
+        self.log_path.unlink(missing_ok=True)
+
     async def __aenter__(self) -> PythonWorkerProcess:
         return await self.start()
 
     async def __aexit__(self, *exc: object) -> None:
         if self.proc is not None and self.proc.poll() is None:
             await self.stop()
+        self.remove_files()

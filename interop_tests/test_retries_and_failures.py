@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -29,7 +30,7 @@ async def python_queue(redis_url: str, prefix: str, name: str = QUEUE) -> AsyncI
 
 def gaps(records: list[dict[str, Any]]) -> list[float]:
     starts = [r["startedAt"] for r in records]
-    return [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    return [b - a for a, b in itertools.pairwise(starts)]
 
 
 def assert_gaps(actual: list[float], minimum: list[float], maximum: list[float]) -> None:
@@ -81,7 +82,9 @@ async def test_python_applies_twenty_backoff_jitter(node: Node, redis_url: str, 
     assert_gaps(gaps(records), [200, 400], [400 + LATE_MS, 800 + LATE_MS])
 
 
-async def test_node_retries_python_job_with_backoff(node: Node, producer: Producer, redis_url: str, prefix: str) -> None:
+async def test_node_retries_python_job_with_backoff(
+    node: Node, producer: Producer, redis_url: str, prefix: str
+) -> None:
     fixed = await producer.add(QUEUE, "Flaky", {"k": "fixed"}, retry_limit=2, backoff=Backoff("fixed", 300))
     async with node.worker(QUEUE, fail_times=2, max_jobs=1) as worker:
         fixed_records = await worker.await_records(3)

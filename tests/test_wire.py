@@ -106,8 +106,6 @@ def test_key_and_client_names_match_node_bullmq() -> None:
     assert keys.queue_key("bull", "email-queue", "wait") == "bull:email-queue:wait"
     assert keys.worker_client_name("bull", "email-queue") == "bull:ZW1haWwtcXVldWU="
     assert keys.worker_client_name("bull", "email-queue", "w1") == "bull:ZW1haWwtcXVldWU=:w:w1"
-    assert keys.parse_node_version("bullmq:5.40.0") == "5.40.0"
-    assert keys.parse_node_version("other:1") is None and keys.parse_node_version(None) is None
 
 
 async def test_stored_job_hash_carries_twentys_opts(producer: Producer, redis: aioredis.Redis, prefix: str) -> None:

@@ -273,6 +273,53 @@ def parse_backoff(text: str) -> Backoff:
         fail(f"--backoff must look like fixed:1000 or exponential:5000:0.5, not '{text}'")
 
 
+def _pause_or_resume(queue: str, action: str, force: bool, redis_url: str | None, prefix: str | None) -> None:
+    from bullmq import Queue
+
+    from twenty_jobs.connection import make_client, ping_or_raise
+    from twenty_jobs.wire.compat import refuse_pause_resume
+
+    settings = settings_from(redis_url, prefix)
+    if queue not in KNOWN_QUEUES and queue not in default_registry.queues():
+        fail(unknown_queue_message(queue))
+
+    async def go() -> None:
+        client = make_client(settings.queue_redis_url, what=action)
+        try:
+            await ping_or_raise(client, settings.queue_redis_url)
+            # Node bullmq < 6 on the queue: the proven data loss of mixed pause/resume (bullmq-python.md §5).
+            await refuse_pause_resume(client, settings.prefix, queue, action=action, force=force)
+            q = Queue(queue, {"connection": client, "prefix": settings.prefix})
+            await (q.pause() if action == "pause" else q.resume())
+        finally:
+            await client.aclose()
+
+    run_async(go())
+    typer.echo(f"{queue}: {action}d")
+
+
+@app.command()
+def pause(
+    queue: Annotated[str, typer.Argument(help="Queue to pause (workers stop fetching; producers keep adding).")],
+    force: Annotated[bool, typer.Option("--force", help="Pause even when Node bullmq < 6 shares the queue.")] = False,
+    redis_url: RedisUrlOpt = None,
+    prefix: PrefixOpt = None,
+) -> None:
+    """Pause a queue for every worker, Node and Python. Refused when Node bullmq < 6 shares it."""
+    _pause_or_resume(queue, "pause", force, redis_url, prefix)
+
+
+@app.command()
+def resume(
+    queue: Annotated[str, typer.Argument(help="Queue to resume.")],
+    force: Annotated[bool, typer.Option("--force", help="Resume even when Node bullmq < 6 shares the queue.")] = False,
+    redis_url: RedisUrlOpt = None,
+    prefix: PrefixOpt = None,
+) -> None:
+    """Resume a paused queue. Refused when Node bullmq < 6 shares it."""
+    _pause_or_resume(queue, "resume", force, redis_url, prefix)
+
+
 def _register_extra_commands() -> None:
     """Operations commands (status, check, failed, cron, doctor) live in their own module."""
     try:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -23,10 +22,10 @@ import redis.asyncio as aioredis
 from twenty_jobs.errors import TwentyJobsError
 from twenty_jobs.producer import Producer
 from twenty_jobs.registry import JobHandler, Registry
+from twenty_jobs.wire.compat import is_legacy_repeatable
 from twenty_jobs.wire.keys import queue_key
 from twenty_jobs.wire.options import cron_scheduler_id
 
-_MD5 = re.compile(r"^[0-9a-f]{32}$")
 # Twenty's docker entrypoint skips `cron:register:all` when this is "true".
 DISABLE_ENV = "DISABLE_CRON_JOBS_REGISTRATION"
 
@@ -56,15 +55,6 @@ class CronEntry:
         out = asdict(self)
         out["schedule"] = self.schedule
         return out
-
-
-def is_legacy_repeatable(member: str, fields: dict[str, str]) -> bool:
-    """True for a pre-job-scheduler repeatable job (see the module docstring)."""
-    if not fields:
-        return True  # the oldest form keeps everything in the member and has no hash
-    if "ic" in fields or "opts" in fields or "data" in fields:
-        return False
-    return bool(_MD5.match(member)) or member.count(":") >= 4
 
 
 async def list_crons(client: aioredis.Redis, prefix: str, queues: list[str]) -> list[CronEntry]:

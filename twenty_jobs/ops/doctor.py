@@ -19,16 +19,13 @@ from twenty_jobs.health import HeartbeatRecord, read_heartbeats
 from twenty_jobs.ops.crons import list_crons
 from twenty_jobs.ops.snapshot import QueueSnapshot, attach_worker_counts, client_names, read_queues
 from twenty_jobs.registry import Registry
+from twenty_jobs.wire.compat import NodeVersion
 from twenty_jobs.wire.keys import job_key, queue_key
 
 LEVELS = ("ok", "info", "warn", "error")
 # BullMQ's RedisConnection: minimum_version / recommended_minimum_version.
 REDIS_MINIMUM = (5, 0, 0)
 REDIS_RECOMMENDED = (6, 2, 0)
-# Node bullmq versions where the Python port's (BullMQ 6) Lua diverges (bullmq-python.md §5).
-NODE_V6 = (6, 0, 0)
-NODE_STC = (5, 49, 0)  # stalled counter renamed stalledCounter -> stc
-NODE_DEFA = (5, 49, 2)  # Node workers honour `defa` (deferred failure) from here
 # How many pending job ids per state are read to find job names without a handler.
 NAME_SAMPLE = 1000
 # Finished-job hashes sampled per queue and state for MEMORY USAGE.
@@ -167,22 +164,22 @@ def _check_node_versions(
         report.add("info", "node", "no Node bullmq has opened these queues (no `version` in their meta hash)")
         return
     for version, queues in sorted(by_version.items()):
-        vt = version_tuple(version) or (0,)
+        node = NodeVersion.parse(version) or NodeVersion(0, 0, 0)
         shared = [q for q in queues if q in python]
         listed = ", ".join(queues)
-        if vt >= NODE_V6:
+        if not node.below_6:
             report.add("ok", "node", f"Node bullmq {version} on {listed}: the same Lua generation as the Python port")
             continue
         hazards = [
             "never pause or resume these queues from Python (a Node 5 resume RENAMEs its paused list over "
             "`wait` and jobs added meanwhile are lost)",
         ]
-        if vt < NODE_STC:
+        if node.stall_counter_field != "stc":
             hazards.append(
                 "stalled jobs are counted in two fields (`stalledCounter` by Node, `stc` by Python), so with both "
                 "stall checkers running maxStalledCount is in effect doubled"
             )
-        if vt < NODE_DEFA:
+        if not node.honours_deferred_failure:
             hazards.append(
                 "a job the Python stall checker fails lazily (`defa`) can be run and completed by a Node worker "
                 "instead of failed"

@@ -14,7 +14,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from twenty_jobs.wire.keys import meta_key, parse_node_version, queue_key, worker_client_name
+from twenty_jobs.wire.compat import parse_meta_version
+from twenty_jobs.wire.keys import meta_key, queue_key, worker_client_name
 
 # BullMQ stores a delayed job under the score `due_ms * 0x1000 + n` (n < 0x1000 breaks ties; see
 # getDelayedScore in addDelayedJob.lua), so "due now" is every score below `(now + 1) * 0x1000`.
@@ -52,7 +53,8 @@ class QueueSnapshot:
 
     @property
     def node_version(self) -> str | None:
-        return parse_node_version(self.meta_version)
+        version = parse_meta_version(self.meta_version)
+        return str(version) if version is not None else None
 
     @property
     def count(self) -> int:

@@ -56,11 +56,3 @@ def heartbeat_key(prefix: str, queue: str, worker_id: str) -> str:
 
 def heartbeat_pattern(prefix: str, queue: str) -> str:
     return queue_key(prefix, queue, f"{HEARTBEAT_SEGMENT}:*")
-
-
-def parse_node_version(meta_version: str | None) -> str | None:
-    """Node's Queue writes `meta.version = "bullmq:<version>"`; returns `<version>` or None."""
-    if not meta_version:
-        return None
-    lib, sep, version = meta_version.partition(":")
-    return version if sep and lib == "bullmq" and version else None

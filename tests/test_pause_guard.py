@@ -3,11 +3,18 @@ mixed pause/resume, bullmq-python.md §5), and works where it is safe."""
 
 from __future__ import annotations
 
+import logging
+
+import pytest
 import redis.asyncio as aioredis
 
+import twenty_jobs
 from interop_tests.node import arun_fixture
 from twenty_jobs.producer import Producer
+from twenty_jobs.registry import Registry
+from twenty_jobs.worker import TwentyWorker
 
+from .conftest import worker_config
 from .test_cli import cli
 
 
@@ -41,3 +48,26 @@ async def test_pause_and_resume_work_without_node_5_or_with_force(prefix: str, r
 def test_pause_of_an_unknown_queue_is_one_line() -> None:
     out = cli("pause", "emails-queue")
     assert out.returncode == 2 and "unknown queue 'emails-queue'" in out.stderr
+
+
+async def test_worker_startup_warns_when_node_5_shares_a_served_queue(
+    prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="twenty_jobs.worker")
+    registry = Registry()
+
+    @twenty_jobs.job(queue="email-queue", name="EmailSenderJob", registry=registry)
+    async def send(data: object, ctx: object) -> None:
+        return None
+
+    await arun_fixture("touch", prefix=prefix, queue="email-queue")
+    worker = TwentyWorker(worker_config(prefix, ["email-queue"]), registry)
+    await worker.start()
+    try:
+        text = " ".join(r.getMessage() for r in caplog.records)
+        assert "Node bullmq 5.40.0 (below 6)" in text
+        assert "stalledCounter" in text and "`stc`" in text and "pause/resume" in text
+    finally:
+        await worker._close_clients()
+        for w in worker.workers:
+            await w.close()

@@ -44,7 +44,7 @@ interop-matrix: install services
 	done
 
 chaos: install services
-	TWENTY_JOBS_CHAOS_FULL=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests -m chaos
+	TWENTY_JOBS_CHAOS_FULL=1 $(BIN)/python -m pytest -q -s -p no:cacheprovider tests -m chaos
 
 bench: install services
 	$(BIN)/python -m benchmarks.run

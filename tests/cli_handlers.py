@@ -24,3 +24,10 @@ async def sleepy(data: dict[str, Any], ctx: twenty_jobs.JobContext) -> dict[str,
 @twenty_jobs.job(queue="workspace-queue", name="Echo")
 async def echo(data: Any, ctx: twenty_jobs.JobContext) -> Any:
     return data
+
+
+@twenty_jobs.job(queue="workspace-queue", name="Chaos")
+async def chaos(data: dict[str, Any], ctx: twenty_jobs.JobContext) -> None:
+    """A short job that records every run, so the chaos test can tell lost jobs from repeated ones."""
+    await asyncio.sleep(float(data.get("seconds", 0.01)))
+    await ctx.producer.client.rpush(f"{data['marker']}:runs", ctx.job_id)

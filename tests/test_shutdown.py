@@ -120,12 +120,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_private_redis(port: int, workdir: Path) -> subprocess.Popen[bytes]:
+def start_private_redis(port: int, workdir: Path, *, persistent: bool = False) -> subprocess.Popen[bytes]:
+    """A redis-server of the test's own; `persistent` keeps the data across restarts (AOF, fsync
+    on every write), as a production queue Redis would."""
     server = shutil.which("redis-server")
     assert server, "redis-server is not installed (make test installs it)"
+    durability = ["--appendonly", "yes", "--appendfsync", "always"] if persistent else ["--appendonly", "no"]
     proc = subprocess.Popen(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(workdir)],
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", *durability, "--dir", str(workdir),
+         "--logfile", str(workdir / f"redis-{port}.log")],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 10

@@ -140,6 +140,10 @@ def work(
         int | None,
         typer.Option("--stalled-interval-ms", min=100, help="How often to look for stalled jobs (default 30000)."),
     ] = None,
+    max_stalled_count: Annotated[
+        int | None,
+        typer.Option("--max-stalled-count", min=0, help="Override every queue's maxStalledCount (Twenty: 1)."),
+    ] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
     log_format: Annotated[str, typer.Option("--log-format", help="text or json.")] = "text",
     use_uvloop: Annotated[bool, typer.Option("--uvloop/--no-uvloop", help="Use uvloop when installed.")] = True,
@@ -183,6 +187,7 @@ def work(
         grace_s=grace,
         lock_duration_ms=lock_duration_ms,
         stalled_interval_ms=stalled_interval_ms,
+        max_stalled_count=max_stalled_count,
     )
     if use_uvloop:
         _install_uvloop()

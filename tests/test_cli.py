@@ -132,10 +132,10 @@ async def test_work_serves_twentys_metric_names_and_check_sees_the_worker(prefix
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "PYTHONPATH": str(REPO), "REDIS_URL": REDIS_URL}
-    proc = subprocess.Popen(
+    proc = subprocess.Popen(  # noqa: ASYNC220 (a background process for the whole test)
         [sys.executable, "-m", "twenty_jobs.cli", "work", "--import", "tests.cli_handlers", "--no-builtin-jobs",
          "--prefix", prefix, "--metrics-port", str(port), "--metrics-host", "127.0.0.1"],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
         job_id = cli("enqueue", "workspace-queue", "Echo", "--data", '{"workspaceId": "ws-9"}', "--prefix", prefix)

@@ -122,3 +122,9 @@ async def test_stored_job_hash_carries_twentys_opts(producer: Producer, redis: a
     # Every Twenty add carries a priority, so the job is in the prioritized set, not in wait.
     assert await redis.zscore(f"{prefix}:webhook-queue:prioritized", job_id) is not None
     assert await redis.llen(f"{prefix}:webhook-queue:wait") == 0
+
+
+def test_queue_name_is_read_back_from_a_meta_key() -> None:
+    assert keys.queue_of_meta_key("bull", "bull:email-queue:meta") == "email-queue"
+    assert keys.queue_of_meta_key("bull", "bull:email-queue:wait") is None
+    assert keys.queue_of_meta_key("bull", "other:email-queue:meta") is None

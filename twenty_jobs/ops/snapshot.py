@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from twenty_jobs.wire.compat import parse_meta_version
-from twenty_jobs.wire.keys import meta_key, queue_key, worker_client_name
+from twenty_jobs.wire.keys import meta_key, queue_key, queue_of_meta_key, worker_client_name
 
 # BullMQ stores a delayed job under the score `due_ms * 0x1000 + n` (n < 0x1000 breaks ties; see
 # getDelayedScore in addDelayedJob.lua), so "due now" is every score below `(now + 1) * 0x1000`.
@@ -153,13 +153,11 @@ async def discover_queues(client: aioredis.Redis, prefix: str) -> list[str]:
     """Queues under `prefix` that have a `meta` hash. Node's Queue writes it at construction and
     every BullMQ add script writes `opts.maxLenEvents` into it, so any queue that ever held a job
     has one. This SCANs the whole keyspace: fine for a command, not for a hot loop."""
-    pattern = meta_key(prefix, "*")
-    head, tail = f"{prefix}:", ":meta"
     found: set[str] = set()
-    async for key in client.scan_iter(match=pattern, count=1000):
-        text = _text(key) or ""
-        if text.startswith(head) and text.endswith(tail):
-            found.add(text[len(head) : -len(tail)])
+    async for key in client.scan_iter(match=meta_key(prefix, "*"), count=1000):
+        queue = queue_of_meta_key(prefix, _text(key) or "")
+        if queue:
+            found.add(queue)
     return sorted(found)
 
 

@@ -38,6 +38,14 @@ def meta_key(prefix: str, queue: str) -> str:
     return queue_key(prefix, queue, "meta")
 
 
+def queue_of_meta_key(prefix: str, key: str) -> str | None:
+    """The queue name in a `<prefix>:<queue>:meta` key (None for any other key)."""
+    head, tail = f"{prefix}:", ":meta"
+    if key.startswith(head) and key.endswith(tail) and len(key) > len(head) + len(tail):
+        return key[len(head) : -len(tail)]
+    return None
+
+
 def base64_queue_name(queue: str) -> str:
     return base64.b64encode(queue.encode()).decode()
 

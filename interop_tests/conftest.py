@@ -4,6 +4,7 @@ never FLUSHDB: this Redis is shared)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -114,3 +115,18 @@ def node(prefix: str, redis_url: str) -> Iterator[Node]:
 async def producer(redis_url: str, prefix: str) -> AsyncIterator[Producer]:
     async with Producer(redis_url, prefix=prefix, allow_any_queue=True) as p:
         yield p
+
+
+async def wait_for_job_state(
+    node: Node, queue: str, job_id: str, state: str, timeout: float = 10.0
+) -> dict[str, Any]:
+    """Poll Node's view of a job (`inspect-job`) until it reaches `state`; fail after `timeout`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        view = await node("inspect-job", queue=queue, id=job_id)
+        if view.get("state") == state:
+            return view
+        if loop.time() > deadline:
+            raise AssertionError(f"job {job_id} is {view.get('state')!r}, not {state!r}, after {timeout} s: {view}")
+        await asyncio.sleep(0.05)

@@ -7,7 +7,7 @@ import asyncio
 import base64
 from typing import Any
 
-from interop_tests.conftest import Node
+from interop_tests.conftest import Node, wait_for_job_state
 from interop_tests.pyworker import PythonWorker, Recorder, recording_handler
 from twenty_jobs.context import JobContext
 
@@ -40,7 +40,7 @@ async def test_progress_logs_and_updated_data_written_in_python_are_seen_by_node
         live = await node("inspect-job", queue=QUEUE, id=job_id)  # while the job is still active
         inspected.set()
         await recorder.wait_for(2)
-        final = await _until_state(node, job_id, "completed")
+        final = await wait_for_job_state(node, QUEUE, job_id, "completed")
 
     assert live["state"] == "active"
     assert live["progress"] == 50
@@ -91,17 +91,6 @@ async def test_node_get_workers_counts_python_workers(node: Node, redis_url: str
             assert (await node("workers", queue=QUEUE))["count"] == 2
     # Stopped workers drop out (Twenty's health page then reports the queue as having no worker).
     assert (await node("workers", queue=QUEUE))["count"] == 0
-
-
-async def _until_state(node: Node, job_id: str, state: str, timeout: float = 10.0) -> dict[str, Any]:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        view = await node("inspect-job", queue=QUEUE, id=job_id)
-        if view.get("state") == state:
-            return view
-        assert loop.time() < deadline, f"job {job_id} still {view.get('state')!r} after {timeout} s"
-        await asyncio.sleep(0.05)
 
 
 async def _until_counts(node: Node, timeout: float = 10.0, **want: int) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 from bullmq import Job, Queue
 
-from interop_tests.conftest import Node
+from interop_tests.conftest import Node, wait_for_job_state
 from interop_tests.pyworker import PythonWorker, Recorder, recording_handler
 from twenty_jobs.producer import Producer
 from twenty_jobs.wire.options import Backoff
@@ -48,7 +48,7 @@ async def test_python_retries_node_job_with_fixed_backoff(node: Node, redis_url:
     handler = recording_handler(recorder, fail_times=2, return_value={"ok": True})
     async with PythonWorker(redis_url, prefix, QUEUE, {"Flaky": handler}):
         records = await recorder.wait_for(3)
-        view = await _wait_state(node, added["id"], "completed")
+        view = await wait_for_job_state(node, QUEUE, added["id"], "completed")
 
     assert [r["attemptsMade"] for r in records] == [0, 1, 2]
     assert_gaps(gaps(records), [300, 300], [300 + LATE_MS, 300 + LATE_MS])
@@ -64,7 +64,7 @@ async def test_python_retries_node_job_with_exponential_backoff(node: Node, redi
     recorder = Recorder()
     async with PythonWorker(redis_url, prefix, QUEUE, {"Flaky": recording_handler(recorder, fail_times=3)}):
         records = await recorder.wait_for(4)
-        view = await _wait_state(node, added["id"], "completed")
+        view = await wait_for_job_state(node, QUEUE, added["id"], "completed")
     assert [r["attemptsMade"] for r in records] == [0, 1, 2, 3]
     # 2^(attemptsMade-1) * delay: 150, 300, 600 ms
     assert_gaps(gaps(records), [150, 300, 600], [150 + LATE_MS, 300 + LATE_MS, 600 + LATE_MS])
@@ -121,7 +121,7 @@ async def test_python_failure_is_readable_by_node(node: Node, redis_url: str, pr
     handler = recording_handler(recorder, fail_times=99, fail_message=FAIL_MESSAGE)
     async with PythonWorker(redis_url, prefix, QUEUE, {"Broken": handler}):
         await recorder.wait_for(2)
-        view = await _wait_state(node, added["id"], "failed")
+        view = await wait_for_job_state(node, QUEUE, added["id"], "failed")
 
     assert view["failedReason"] == FAIL_MESSAGE
     assert view["attemptsMade"] == 2
@@ -142,7 +142,7 @@ async def test_unknown_job_name_fails_at_once_with_a_reason_node_can_read(
     added = await node("add", queue=QUEUE, name="NobodyHandlesThis", data={}, retry_limit=3)
     recorder = Recorder()
     async with PythonWorker(redis_url, prefix, QUEUE, {"Known": recording_handler(recorder)}):
-        view = await _wait_state(node, added["id"], "failed")
+        view = await wait_for_job_state(node, QUEUE, added["id"], "failed")
     assert "NobodyHandlesThis" in view["failedReason"]
     assert view["attemptsMade"] == 1  # unrecoverable: no retries spent on it
     assert recorder.records == []
@@ -162,19 +162,6 @@ async def test_python_return_values_are_readable_by_node(node: Node, redis_url: 
         handlers[f"Ret{i}"] = recording_handler(recorder, return_value=value)
     async with PythonWorker(redis_url, prefix, QUEUE, handlers):
         await recorder.wait_for(len(values))
-        views = [await _wait_state(node, job_id, "completed") for job_id in ids]
+        views = [await wait_for_job_state(node, QUEUE, job_id, "completed") for job_id in ids]
     assert [v["returnvalue"] for v in views] == values
 
-
-async def _wait_state(node: Node, job_id: str, state: str, timeout: float = 10.0) -> dict[str, Any]:
-    import asyncio
-
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        view = await node("inspect-job", queue=QUEUE, id=job_id)
-        if view.get("state") == state:
-            return view
-        if loop.time() > deadline:
-            raise AssertionError(f"job {job_id} is {view.get('state')!r}, not {state!r}, after {timeout} s: {view}")
-        await asyncio.sleep(0.05)

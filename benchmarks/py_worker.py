@@ -23,9 +23,9 @@ import time
 from typing import Any
 
 import twenty_jobs
-from twenty_jobs.logs import setup_logging
-from twenty_jobs.registry import Registry
-from twenty_jobs.worker import TwentyWorker, WorkerConfig
+from twenty_jobs.observability.logs import setup_logging
+from twenty_jobs.runtime.registry import Registry
+from twenty_jobs.runtime.worker import TwentyWorker, WorkerConfig
 
 JOB_NAME = "BenchNoopJob"
 

@@ -52,8 +52,8 @@ from typing import Any
 
 import redis
 
+from twenty_jobs.twenty.queues import queue_config
 from twenty_jobs.wire.keys import queue_key
-from twenty_jobs.wire.queues import queue_config
 
 REPO = Path(__file__).resolve().parent.parent
 NODE_DIR = REPO / "node_fixture"

@@ -14,8 +14,8 @@ import os
 from typing import Any
 
 from interop_tests.pyworker import record_of
-from twenty_jobs.context import JobContext
-from twenty_jobs.registry import job
+from twenty_jobs.runtime.context import JobContext
+from twenty_jobs.runtime.registry import job
 
 QUEUE = os.environ.get("TJ_INTEROP_QUEUE", "workspace-queue")
 NAMES = [n for n in os.environ.get("TJ_INTEROP_NAMES", "InteropJob").split(",") if n]

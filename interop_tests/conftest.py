@@ -15,7 +15,7 @@ import redis
 import redis.asyncio as aioredis
 
 from interop_tests.node import FixtureError, NodeWorker, arun_fixture, fixture_installed, run_fixture
-from twenty_jobs.producer import Producer
+from twenty_jobs.runtime.producer import Producer
 
 REDIS_URL = os.environ.get("TWENTY_JOBS_TEST_REDIS_URL", os.environ.get("REDIS_URL", "redis://127.0.0.1:6379"))
 

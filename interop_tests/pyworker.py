@@ -22,10 +22,10 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from twenty_jobs.context import JobContext
-from twenty_jobs.registry import Registry, job
+from twenty_jobs.runtime.context import JobContext
+from twenty_jobs.runtime.registry import Registry, job
+from twenty_jobs.runtime.worker import TwentyWorker, WorkerConfig
 from twenty_jobs.wire.keys import worker_client_name
-from twenty_jobs.worker import TwentyWorker, WorkerConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

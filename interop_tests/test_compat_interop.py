@@ -13,7 +13,7 @@ from bullmq import Queue
 
 from interop_tests.conftest import Node
 from interop_tests.pyworker import PythonWorker, Recorder, recording_handler
-from twenty_jobs.producer import Producer
+from twenty_jobs.runtime.producer import Producer
 from twenty_jobs.wire.compat import (
     NodeVersion,
     PauseResumeRefused,

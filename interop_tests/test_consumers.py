@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 
 from interop_tests.conftest import Node
 from interop_tests.pyworker import PythonWorker, PythonWorkerProcess, Recorder, recording_handler
-from twenty_jobs.producer import Producer
+from twenty_jobs.runtime.producer import Producer
 from twenty_jobs.wire.compat import NodeVersion
 
 QUEUE = "webhook-queue"

@@ -9,8 +9,8 @@ import redis.asyncio as aioredis
 
 from interop_tests.conftest import Node
 from interop_tests.pyworker import PythonWorker, Recorder, compact_json, recording_handler
-from twenty_jobs.producer import Producer
-from twenty_jobs.wire.options import Backoff
+from twenty_jobs.runtime.producer import Producer
+from twenty_jobs.twenty.options import Backoff
 
 QUEUE = "webhook-queue"  # a Twenty queue: priority 2 by default
 NAME = "CallWebhookJob"

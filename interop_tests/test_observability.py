@@ -9,7 +9,7 @@ from typing import Any
 
 from interop_tests.conftest import Node, wait_for_job_state
 from interop_tests.pyworker import PythonWorker, Recorder, recording_handler
-from twenty_jobs.context import JobContext
+from twenty_jobs.runtime.context import JobContext
 
 QUEUE = "workflow-queue"
 

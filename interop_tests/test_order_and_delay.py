@@ -7,7 +7,7 @@ from typing import Any
 
 from interop_tests.conftest import Node
 from interop_tests.pyworker import PythonWorker, Recorder, recording_handler
-from twenty_jobs.producer import Producer
+from twenty_jobs.runtime.producer import Producer
 
 QUEUE = "webhook-queue"
 # Delayed jobs must start within this many ms of their due time (issue 3). Redis runs its timers

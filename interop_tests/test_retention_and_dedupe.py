@@ -9,7 +9,7 @@ import redis.asyncio as aioredis
 
 from interop_tests.conftest import Node
 from interop_tests.pyworker import PythonWorker, Recorder, recording_handler
-from twenty_jobs.producer import BulkItem, Producer
+from twenty_jobs.runtime.producer import BulkItem, Producer
 
 QUEUE = "workspace-queue"
 

@@ -11,8 +11,8 @@ from bullmq import Job, Queue
 
 from interop_tests.conftest import Node, wait_for_job_state
 from interop_tests.pyworker import PythonWorker, Recorder, recording_handler
-from twenty_jobs.producer import Producer
-from twenty_jobs.wire.options import Backoff
+from twenty_jobs.runtime.producer import Producer
+from twenty_jobs.twenty.options import Backoff
 
 QUEUE = "workspace-queue"
 # A retry may start this much later than its backoff (Redis timer granularity, see test_order_and_delay).

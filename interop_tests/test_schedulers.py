@@ -10,7 +10,7 @@ from typing import Any
 
 from interop_tests.conftest import Node
 from interop_tests.pyworker import PythonWorker, Recorder, recording_handler
-from twenty_jobs.producer import Producer
+from twenty_jobs.runtime.producer import Producer
 
 QUEUE = "cron-queue"
 EVERY_MS = 400

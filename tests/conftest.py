@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from twenty_jobs.producer import Producer
-from twenty_jobs.registry import Registry
-from twenty_jobs.worker import TwentyWorker, WorkerConfig
+from twenty_jobs.runtime.producer import Producer
+from twenty_jobs.runtime.registry import Registry
+from twenty_jobs.runtime.worker import TwentyWorker, WorkerConfig
 
 REPO = Path(__file__).resolve().parent.parent
 # interop_tests/node.py drives node_fixture (real Node bullmq 5.40.0); tests here use it too.

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from twenty_jobs.producer import Producer
+from twenty_jobs.runtime.producer import Producer
 
 from .conftest import delete_prefix
 from .test_shutdown import free_port, start_private_redis

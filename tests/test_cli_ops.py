@@ -19,13 +19,13 @@ import redis.asyncio as aioredis
 from typer.testing import CliRunner, Result
 
 from tests.conftest import REDIS_URL, RunningWorker, wait_until
-from twenty_jobs import connection
-from twenty_jobs.cli import app
-from twenty_jobs.context import JobContext
+from twenty_jobs.cli.app import app
+from twenty_jobs.connection import client as connection
 from twenty_jobs.errors import PermanentJobError
-from twenty_jobs.health import Heartbeat
-from twenty_jobs.producer import BulkItem, Producer
-from twenty_jobs.registry import Registry, default_registry, job
+from twenty_jobs.observability.health import Heartbeat
+from twenty_jobs.runtime.context import JobContext
+from twenty_jobs.runtime.producer import BulkItem, Producer
+from twenty_jobs.runtime.registry import Registry, default_registry, job
 
 StartWorker = Callable[..., Awaitable[RunningWorker]]
 runner = CliRunner()
@@ -365,7 +365,7 @@ def test_cron_list_marks_a_legacy_repeatable_from_node_bullmq_5(prefix: str) -> 
 def test_a_redis_error_after_connecting_is_one_line_and_exit_1(prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from redis.exceptions import NoPermissionError
 
-    from twenty_jobs import cli_ops
+    from twenty_jobs.cli import ops as cli_ops
 
     async def refused(*args: Any) -> Any:
         raise NoPermissionError("this user has no permissions to run the 'scan' command")

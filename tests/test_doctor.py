@@ -16,11 +16,11 @@ import redis.asyncio as aioredis
 from typer.testing import CliRunner
 
 from tests.conftest import REDIS_URL
-from twenty_jobs.cli import app
-from twenty_jobs.health import HeartbeatRecord, now_ms
+from twenty_jobs.cli.app import app
+from twenty_jobs.observability.health import HeartbeatRecord, now_ms
 from twenty_jobs.ops.doctor import DoctorReport, _check_redis, run_doctor
-from twenty_jobs.producer import Producer
-from twenty_jobs.registry import default_registry
+from twenty_jobs.runtime.producer import Producer
+from twenty_jobs.runtime.registry import default_registry
 from twenty_jobs.wire.keys import heartbeat_key
 
 runner = CliRunner()

@@ -17,10 +17,10 @@ from tests.jobs_support.node import fixture
 from tests.jobs_support.smtp import Credentials, SmtpServer, free_port, self_signed_context
 from twenty_jobs.errors import ConfigError
 from twenty_jobs.jobs import email as email_job
-from twenty_jobs.jobs._config import load
-from twenty_jobs.producer import Producer
-from twenty_jobs.wire.options import Backoff
-from twenty_jobs.worker import WorkerConfig, run_worker
+from twenty_jobs.jobs.config import load
+from twenty_jobs.runtime.producer import Producer
+from twenty_jobs.runtime.worker import WorkerConfig, run_worker
+from twenty_jobs.twenty.options import Backoff
 
 Q = "email-queue"
 PASSWORD = "smtp-Pa55word-Secret"

@@ -12,8 +12,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from tests.conftest import RunningWorker, wait_until
-from twenty_jobs.context import JobContext
-from twenty_jobs.health import (
+from twenty_jobs.observability.health import (
     HealthReport,
     Heartbeat,
     HeartbeatRecord,
@@ -22,8 +21,9 @@ from twenty_jobs.health import (
     read_heartbeats,
 )
 from twenty_jobs.ops.snapshot import count_workers
-from twenty_jobs.producer import Producer
-from twenty_jobs.registry import Registry, job
+from twenty_jobs.runtime.context import JobContext
+from twenty_jobs.runtime.producer import Producer
+from twenty_jobs.runtime.registry import Registry, job
 from twenty_jobs.wire.keys import heartbeat_key, worker_client_name
 
 QUEUE = "email-queue"

@@ -14,12 +14,12 @@ from typer.testing import CliRunner
 
 from interop_tests.node import NodeWorker, arun_fixture, fixture_installed
 from tests.conftest import REDIS_URL, RunningWorker, wait_until
-from twenty_jobs.cli import app
-from twenty_jobs.cli_ops import build_work_extras
-from twenty_jobs.context import JobContext
-from twenty_jobs.health import Heartbeat
-from twenty_jobs.producer import Producer
-from twenty_jobs.registry import Registry, job
+from twenty_jobs.cli.app import app
+from twenty_jobs.cli.ops import build_work_extras
+from twenty_jobs.observability.health import Heartbeat
+from twenty_jobs.runtime.context import JobContext
+from twenty_jobs.runtime.producer import Producer
+from twenty_jobs.runtime.registry import Registry, job
 
 pytestmark = pytest.mark.skipif(not fixture_installed(), reason="node_fixture is not installed")
 

@@ -9,7 +9,7 @@ import struct
 import pytest
 
 from tests.jobs_support.node import fixture, node_restringify
-from twenty_jobs.wire import jsonjs
+from twenty_jobs.twenty import jsonjs
 
 
 def test_matches_node_fixture_vectors_byte_for_byte() -> None:

@@ -9,7 +9,7 @@ import redis.asyncio as aioredis
 
 import twenty_jobs
 from interop_tests.node import arun_fixture
-from twenty_jobs.registry import Registry
+from twenty_jobs.runtime.registry import Registry
 
 from .test_worker import burst
 

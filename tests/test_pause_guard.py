@@ -10,9 +10,9 @@ import redis.asyncio as aioredis
 
 import twenty_jobs
 from interop_tests.node import arun_fixture
-from twenty_jobs.producer import Producer
-from twenty_jobs.registry import Registry
-from twenty_jobs.worker import TwentyWorker
+from twenty_jobs.runtime.producer import Producer
+from twenty_jobs.runtime.registry import Registry
+from twenty_jobs.runtime.worker import TwentyWorker
 
 from .conftest import worker_config
 from .test_cli import cli
@@ -53,7 +53,7 @@ def test_pause_of_an_unknown_queue_is_one_line() -> None:
 async def test_worker_startup_warns_when_node_5_shares_a_served_queue(
     prefix: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="twenty_jobs.worker")
+    caplog.set_level(logging.WARNING, logger="twenty_jobs.runtime.worker")
     registry = Registry()
 
     @twenty_jobs.job(queue="email-queue", name="EmailSenderJob", registry=registry)

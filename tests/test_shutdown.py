@@ -20,9 +20,9 @@ import pytest
 import redis.asyncio as aioredis
 
 import twenty_jobs
-from twenty_jobs.producer import Producer
-from twenty_jobs.registry import Registry
-from twenty_jobs.worker import TwentyWorker, WorkerConfig
+from twenty_jobs.runtime.producer import Producer
+from twenty_jobs.runtime.registry import Registry
+from twenty_jobs.runtime.worker import TwentyWorker, WorkerConfig
 
 from .conftest import REDIS_URL, wait_until
 

@@ -19,14 +19,14 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from tests.conftest import RunningWorker, wait_until
-from twenty_jobs.cli_ops import build_work_extras
-from twenty_jobs.context import JobContext
-from twenty_jobs.health import Heartbeat
-from twenty_jobs.metrics_http import MetricsServer, metric_names, prometheus_name, render_prometheus
+from twenty_jobs.cli.ops import build_work_extras
+from twenty_jobs.observability.health import Heartbeat
+from twenty_jobs.observability.http import MetricsServer, metric_names, prometheus_name, render_prometheus
+from twenty_jobs.observability.telemetry import JOB_DURATION_MS_BUCKETS, OtelObserver
 from twenty_jobs.ops.snapshot import QueueSnapshot
-from twenty_jobs.producer import Producer
-from twenty_jobs.registry import Registry, job
-from twenty_jobs.telemetry import JOB_DURATION_MS_BUCKETS, OtelObserver
+from twenty_jobs.runtime.context import JobContext
+from twenty_jobs.runtime.producer import Producer
+from twenty_jobs.runtime.registry import Registry, job
 
 QUEUE = "workflow-queue"
 WS = "20202020-1c25-4d02-bf25-6aeccf7ea419"

@@ -9,10 +9,9 @@ import pytest
 
 from tests.jobs_support.fixtures import *  # noqa: F403  (fixtures)
 from tests.jobs_support.fixtures import CoreDb, job_hash, run_burst
-from twenty_jobs import db
-from twenty_jobs.jobs import webhook
+from twenty_jobs.jobs import db, webhook
 from twenty_jobs.jobs.webhook import WorkspaceEventBatch
-from twenty_jobs.producer import Producer
+from twenty_jobs.runtime.producer import Producer
 
 
 def test_operations_to_match_are_twentys_four_patterns() -> None:
@@ -150,7 +149,7 @@ def test_ensure_absolute_url_matches_twenty_shared() -> None:
 
 def test_invalid_batches_are_refused_with_the_field_named() -> None:
     from twenty_jobs.errors import PermanentJobError
-    from twenty_jobs.registry import default_registry
+    from twenty_jobs.runtime.registry import default_registry
 
     handler = default_registry.get("webhook-queue", "CallWebhookJobsJob")
     assert handler is not None

@@ -23,8 +23,9 @@ from tests.jobs_support.fixtures import (
 from tests.jobs_support.node import node_webhook_bodies
 from tests.jobs_support.receiver import Reply, WebhookReceiver
 from tests.jobs_support.smtp import free_port
-from twenty_jobs.jobs import _outbound, webhook
-from twenty_jobs.producer import Producer
+from twenty_jobs.jobs import outbound as _outbound
+from twenty_jobs.jobs import webhook
+from twenty_jobs.runtime.producer import Producer
 
 Q = "webhook-queue"
 SECRET = "whsec-Th1s-Must-N0t-Leak"

@@ -10,9 +10,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from twenty_jobs.errors import ConfigError
-from twenty_jobs.producer import Producer
-from twenty_jobs.wire import keys
-from twenty_jobs.wire.options import (
+from twenty_jobs.runtime.producer import Producer
+from twenty_jobs.twenty.options import (
     Backoff,
     JobOptions,
     bullmq_job_opts,
@@ -20,7 +19,8 @@ from twenty_jobs.wire.options import (
     is_already_waiting,
     queue_job_id_prefix,
 )
-from twenty_jobs.wire.queues import TWENTY_QUEUES, queue_config, select_queues
+from twenty_jobs.twenty.queues import TWENTY_QUEUES, queue_config, select_queues
+from twenty_jobs.wire import keys
 
 UUID_SUFFIX = re.compile(r"-[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 

@@ -13,10 +13,10 @@ from pydantic import BaseModel
 
 import twenty_jobs
 from twenty_jobs.errors import ConfigError, RetryJob
-from twenty_jobs.producer import Producer
-from twenty_jobs.registry import Registry
+from twenty_jobs.runtime.producer import Producer
+from twenty_jobs.runtime.registry import Registry
+from twenty_jobs.runtime.worker import TwentyWorker, run_worker
 from twenty_jobs.wire.keys import worker_client_name
-from twenty_jobs.worker import TwentyWorker, run_worker
 
 from .conftest import wait_until, worker_config
 

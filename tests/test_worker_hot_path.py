@@ -15,12 +15,12 @@ from bullmq import Job
 from bullmq.scripts import Scripts
 
 import twenty_jobs
-from twenty_jobs.connection import PipelinedRedis, make_client
-from twenty_jobs.producer import Producer
-from twenty_jobs.registry import Registry
+from twenty_jobs.connection.client import PipelinedRedis, make_client
+from twenty_jobs.runtime.producer import Producer
+from twenty_jobs.runtime.registry import Registry
+from twenty_jobs.runtime.worker import QueueWorker, WorkerConfig, _InContext
+from twenty_jobs.twenty.queues import queue_config
 from twenty_jobs.wire.finish import CompletedArgs
-from twenty_jobs.wire.queues import queue_config
-from twenty_jobs.worker import QueueWorker, WorkerConfig, _InContext
 
 from .conftest import REDIS_URL, wait_until
 from .test_worker import burst

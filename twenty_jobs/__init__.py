@@ -8,11 +8,11 @@
 Run handlers with `twenty-jobs work --import my_module`; enqueue with `twenty_jobs.Producer`.
 """
 
-from twenty_jobs.context import JobContext
 from twenty_jobs.errors import ConfigError, PermanentJobError, RetryJob, TwentyJobsError
-from twenty_jobs.producer import BulkItem, Producer
-from twenty_jobs.registry import Registry, default_registry, job
-from twenty_jobs.wire.options import Backoff, JobOptions
+from twenty_jobs.runtime.context import JobContext
+from twenty_jobs.runtime.producer import BulkItem, Producer
+from twenty_jobs.runtime.registry import Registry, default_registry, job
+from twenty_jobs.twenty.options import Backoff, JobOptions
 
 __version__ = "0.1.0"
 

@@ -26,9 +26,9 @@ import redis.asyncio as aioredis
 import twenty_jobs.jobs.email
 import twenty_jobs.jobs.webhook
 from tests.jobs_support.receiver import WebhookReceiver
-from twenty_jobs import db
+from twenty_jobs.jobs import db
 from twenty_jobs.jobs import email as email_job
-from twenty_jobs.worker import WorkerConfig, run_worker
+from twenty_jobs.runtime.worker import WorkerConfig, run_worker
 
 REDIS_URL = os.environ.get("TWENTY_JOBS_TEST_REDIS_URL", "redis://127.0.0.1:6379")
 PG_URL = os.environ.get("TWENTY_JOBS_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")

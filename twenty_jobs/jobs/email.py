@@ -38,10 +38,10 @@ from pydantic.alias_generators import to_camel
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 import twenty_jobs
-from twenty_jobs.context import JobContext
 from twenty_jobs.errors import PermanentJobError, TwentyJobsError
-from twenty_jobs.hooks import on_shutdown
-from twenty_jobs.jobs._config import load
+from twenty_jobs.jobs.config import load
+from twenty_jobs.runtime.context import JobContext
+from twenty_jobs.runtime.hooks import on_shutdown
 
 QUEUE = "email-queue"
 # nodemailer's pool default (maxMessages: 100): a connection is replaced after this many messages.

@@ -53,13 +53,13 @@ from pydantic.alias_generators import to_camel
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 import twenty_jobs
-from twenty_jobs import db
-from twenty_jobs.context import JobContext
 from twenty_jobs.errors import PermanentJobError, RetryJob
-from twenty_jobs.jobs import _outbound
-from twenty_jobs.jobs._config import load
+from twenty_jobs.jobs import db
+from twenty_jobs.jobs import outbound as _outbound
+from twenty_jobs.jobs.config import load
+from twenty_jobs.runtime.context import JobContext
 from twenty_jobs.settings import redacted_url
-from twenty_jobs.wire import jsonjs
+from twenty_jobs.twenty import jsonjs
 
 QUEUE = "webhook-queue"
 # WEBHOOK_JOBS_CHUNK_SIZE and the retryLimit of CallWebhookJobsJob's add (call-webhook-jobs.job.ts).

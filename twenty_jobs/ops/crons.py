@@ -20,11 +20,11 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from twenty_jobs.errors import TwentyJobsError
-from twenty_jobs.producer import Producer
-from twenty_jobs.registry import JobHandler, Registry
+from twenty_jobs.runtime.producer import Producer
+from twenty_jobs.runtime.registry import JobHandler, Registry
+from twenty_jobs.twenty.options import cron_scheduler_id
 from twenty_jobs.wire.compat import is_legacy_repeatable
 from twenty_jobs.wire.keys import queue_key
-from twenty_jobs.wire.options import cron_scheduler_id
 
 # Twenty's docker entrypoint skips `cron:register:all` when this is "true".
 DISABLE_ENV = "DISABLE_CRON_JOBS_REGISTRATION"

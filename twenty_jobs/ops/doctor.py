@@ -15,10 +15,10 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from twenty_jobs.health import HeartbeatRecord, read_heartbeats
+from twenty_jobs.observability.health import HeartbeatRecord, read_heartbeats
 from twenty_jobs.ops.crons import list_crons
 from twenty_jobs.ops.snapshot import QueueSnapshot, attach_worker_counts, client_names, read_queues
-from twenty_jobs.registry import Registry
+from twenty_jobs.runtime.registry import Registry
 from twenty_jobs.wire.compat import NodeVersion
 from twenty_jobs.wire.keys import job_key, queue_key
 

@@ -16,8 +16,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from bullmq import Queue
 
-from twenty_jobs.context import workspace_id_of
 from twenty_jobs.errors import ConfigError
+from twenty_jobs.runtime.context import workspace_id_of
 from twenty_jobs.wire.keys import job_key, meta_key, queue_key
 
 # Jobs moved or deleted per Lua call: big enough to be quick, small enough that one call stays

@@ -1,7 +1,7 @@
-"""Everything twenty-jobs knows about the Node wire format lives in this package.
+"""The BullMQ boundary: the only package that imports `bullmq` or spells a Redis key, a job-hash
+field or a Lua script name.
 
-Queue names and per-queue settings (`queues`), the mapping from Twenty's job options to BullMQ
-job options (`options`), Redis key names and worker client names (`keys`), and JSON written the
-way Node's `JSON.stringify` writes it (`jsonjs`). Nothing outside `wire/` builds BullMQ opts or
-Redis key strings by hand.
+Key names and worker client names (`keys`), the mixed-version hazards of sharing keys with older
+Node bullmq (`compat`), and the arguments of the port's Lua scripts (`finish`). See
+docs/architecture.md for the layers around it.
 """

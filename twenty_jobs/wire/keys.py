@@ -1,7 +1,8 @@
 """Redis key names and connection client names, as Node BullMQ spells them.
 
-BullMQ key layout (twenty-wire.md §11): `<prefix>:<queue>:<suffix>`. Twenty sets no prefix, so
-the prefix is BullMQ's default `bull`.
+BullMQ key layout (docs/bullmq-wire.md, "Keys"): `<prefix>:<queue>:<suffix>`. Twenty sets no
+prefix, so the prefix is BullMQ's default `bull`. `QueueKeys` names every key of one queue; it is
+the only place outside the Lua scripts where a key suffix is spelled.
 """
 
 from __future__ import annotations
@@ -64,3 +65,92 @@ def heartbeat_key(prefix: str, queue: str, worker_id: str) -> str:
 
 def heartbeat_pattern(prefix: str, queue: str) -> str:
     return queue_key(prefix, queue, f"{HEARTBEAT_SEGMENT}:*")
+
+
+class QueueKeys:
+    """Every Redis key of one BullMQ queue, built once (a queue's keys never change).
+
+    The state keys are BullMQ's: `wait`, `paused` and `active` are lists; `prioritized`,
+    `delayed`, `completed`, `failed` and `waiting-children` sorted sets; `meta` the queue's
+    settings hash (`paused`, `version`, `concurrency`...); `marker` the sorted set a blocked worker
+    waits on; `id` the job-id counter; `repeat` the job schedulers' index.
+    """
+
+    __slots__ = (
+        "active",
+        "base",
+        "completed",
+        "deduplication_prefix",
+        "delayed",
+        "events",
+        "failed",
+        "id",
+        "limiter",
+        "marker",
+        "meta",
+        "metrics_completed",
+        "metrics_failed",
+        "paused",
+        "pc",
+        "prefix",
+        "prioritized",
+        "queue",
+        "repeat",
+        "stalled",
+        "stalled_check",
+        "wait",
+        "waiting_children",
+    )
+
+    def __init__(self, prefix: str, queue: str) -> None:
+        self.prefix = prefix
+        self.queue = queue
+        self.base = base = f"{prefix}:{queue}"
+        self.wait = f"{base}:wait"
+        self.paused = f"{base}:paused"
+        self.active = f"{base}:active"
+        self.prioritized = f"{base}:prioritized"
+        self.delayed = f"{base}:delayed"
+        self.completed = f"{base}:completed"
+        self.failed = f"{base}:failed"
+        self.waiting_children = f"{base}:waiting-children"
+        self.stalled = f"{base}:stalled"
+        self.stalled_check = f"{base}:stalled-check"
+        self.limiter = f"{base}:limiter"
+        self.events = f"{base}:events"
+        self.meta = f"{base}:meta"
+        self.marker = f"{base}:marker"
+        self.pc = f"{base}:pc"
+        self.id = f"{base}:id"
+        self.repeat = f"{base}:repeat"
+        self.deduplication_prefix = f"{base}:de:"
+        self.metrics_completed = f"{base}:metrics:completed"
+        self.metrics_failed = f"{base}:metrics:failed"
+
+    @property
+    def job_prefix(self) -> str:
+        """What a job id is appended to for its hash key (the scripts' `ARGV` "key prefix")."""
+        return f"{self.base}:"
+
+    def job(self, job_id: str) -> str:
+        return f"{self.base}:{job_id}"
+
+    def lock(self, job_id: str) -> str:
+        return f"{self.base}:{job_id}:lock"
+
+    def logs(self, job_id: str) -> str:
+        return f"{self.base}:{job_id}:logs"
+
+    def repeat_entry(self, member: str) -> str:
+        """The hash of one job scheduler (or legacy repeatable) listed in `repeat`."""
+        return f"{self.base}:repeat:{member}"
+
+    def state(self, state: str) -> str:
+        """The list or sorted set of a job state, by BullMQ's state name (`waiting` is `wait`)."""
+        return self.wait if state == "waiting" else f"{self.base}:{state}"
+
+    def heartbeat(self, worker_id: str) -> str:
+        return heartbeat_key(self.prefix, self.queue, worker_id)
+
+    def heartbeat_pattern(self) -> str:
+        return heartbeat_pattern(self.prefix, self.queue)

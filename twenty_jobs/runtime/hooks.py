@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
-log = logging.getLogger("twenty_jobs.hooks")
+log = logging.getLogger("twenty_jobs.runtime.hooks")
 
 Hook = Callable[[], Awaitable[None]]
 _shutdown_hooks: list[Hook] = []

@@ -48,13 +48,14 @@ from bullmq.redis_connection import RedisConnection
 from bullmq.timer import Timer
 from pydantic import BaseModel
 
-from twenty_jobs.connection import make_client, ping_or_raise
-from twenty_jobs.context import JobContext, workspace_id_of
+from twenty_jobs.connection.client import make_client, ping_or_raise
 from twenty_jobs.errors import ConfigError, PermanentJobError, RetryJob
-from twenty_jobs.hooks import run_shutdown_hooks
-from twenty_jobs.producer import Producer
-from twenty_jobs.registry import JobHandler, Registry, default_registry
+from twenty_jobs.runtime.context import JobContext, workspace_id_of
+from twenty_jobs.runtime.hooks import run_shutdown_hooks
+from twenty_jobs.runtime.producer import Producer
+from twenty_jobs.runtime.registry import JobHandler, Registry, default_registry
 from twenty_jobs.settings import DEFAULT_REDIS_URL
+from twenty_jobs.twenty.queues import QueueConfig, queue_config
 from twenty_jobs.wire.compat import check_queues
 from twenty_jobs.wire.finish import CompletedArgs
 from twenty_jobs.wire.keys import (
@@ -63,9 +64,8 @@ from twenty_jobs.wire.keys import (
     queue_key,
     worker_client_name,
 )
-from twenty_jobs.wire.queues import QueueConfig, queue_config
 
-log = logging.getLogger("twenty_jobs.worker")
+log = logging.getLogger("twenty_jobs.runtime.worker")
 job_log = logging.getLogger("twenty_jobs.job")
 
 # BullMQ's default stalled-check interval, which Twenty does not change.

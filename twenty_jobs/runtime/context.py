@@ -9,7 +9,7 @@ if TYPE_CHECKING:
     from bullmq import Job
     from bullmq.abort_controller import AbortSignal
 
-    from twenty_jobs.producer import Producer
+    from twenty_jobs.runtime.producer import Producer
 
 
 class JobLogger(logging.LoggerAdapter):  # type: ignore[type-arg]

@@ -18,11 +18,11 @@ import typer
 from twenty_jobs import __version__
 from twenty_jobs.errors import ConfigError, RedisUnavailableError, TwentyJobsError
 from twenty_jobs.jobs import BUILTIN_JOB_MODULES
-from twenty_jobs.logs import setup_logging
-from twenty_jobs.registry import default_registry
+from twenty_jobs.observability.logs import setup_logging
+from twenty_jobs.runtime.registry import default_registry
 from twenty_jobs.settings import Settings, load_settings, validate_redis_url
-from twenty_jobs.wire.options import Backoff
-from twenty_jobs.wire.queues import KNOWN_QUEUES, select_queues, unknown_queue_message
+from twenty_jobs.twenty.options import Backoff
+from twenty_jobs.twenty.queues import KNOWN_QUEUES, select_queues, unknown_queue_message
 
 app = typer.Typer(
     name="twenty-jobs",
@@ -154,7 +154,7 @@ def work(
     metrics_host: Annotated[str, typer.Option("--metrics-host", help="Address --metrics-port listens on.")] = "0.0.0.0",
 ) -> None:
     """Run workers for the selected queues until SIGTERM/SIGINT (or until empty with --burst)."""
-    from twenty_jobs.worker import WorkerConfig, run_worker
+    from twenty_jobs.runtime.worker import WorkerConfig, run_worker
 
     if log_format not in ("text", "json"):
         fail(f"--log-format must be 'text' or 'json', not '{log_format}'")
@@ -169,7 +169,7 @@ def work(
     served = select_queues(
         candidates, settings.worker_enabled_queues, [*settings.worker_excluded_queues, *(exclude_queue or [])]
     )
-    from twenty_jobs.cli_ops import build_work_extras
+    from twenty_jobs.cli.ops import build_work_extras
 
     try:
         # After --import, so a tracer/meter provider set up by the user's modules is seen.
@@ -234,7 +234,7 @@ def enqueue(
     prefix: PrefixOpt = None,
 ) -> None:
     """Add one job the way Twenty's MessageQueueService does; prints the new job id."""
-    from twenty_jobs.producer import Producer
+    from twenty_jobs.runtime.producer import Producer
 
     settings = settings_from(redis_url, prefix)
     if not custom_queue and queue not in KNOWN_QUEUES:
@@ -281,7 +281,7 @@ def parse_backoff(text: str) -> Backoff:
 def _pause_or_resume(queue: str, action: str, force: bool, redis_url: str | None, prefix: str | None) -> None:
     from bullmq import Queue
 
-    from twenty_jobs.connection import make_client, ping_or_raise
+    from twenty_jobs.connection.client import make_client, ping_or_raise
     from twenty_jobs.wire.compat import refuse_pause_resume
 
     settings = settings_from(redis_url, prefix)
@@ -328,9 +328,9 @@ def resume(
 def _register_extra_commands() -> None:
     """Operations commands (status, check, failed, cron, doctor) live in their own module."""
     try:
-        ops = importlib.import_module("twenty_jobs.cli_ops")
+        ops = importlib.import_module("twenty_jobs.cli.ops")
     except ModuleNotFoundError as exc:
-        if exc.name != "twenty_jobs.cli_ops":
+        if exc.name != "twenty_jobs.cli.ops":
             raise
         return
     register: Callable[[typer.Typer], None] = ops.register

@@ -34,7 +34,7 @@ from opentelemetry.context import Context
 from opentelemetry.metrics import CallbackOptions, MeterProvider, NoOpMeterProvider, Observation
 from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 
-from twenty_jobs.context import workspace_id_of
+from twenty_jobs.runtime.context import workspace_id_of
 
 if TYPE_CHECKING:
     from bullmq import Job

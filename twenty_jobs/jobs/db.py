@@ -27,10 +27,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from twenty_jobs.errors import TwentyJobsError
-from twenty_jobs.hooks import on_shutdown
+from twenty_jobs.runtime.hooks import on_shutdown
 from twenty_jobs.settings import redacted_url
 
-log = logging.getLogger("twenty_jobs.db")
+log = logging.getLogger("twenty_jobs.jobs.db")
 
 DEFAULT_CORE_SCHEMA = "core"
 # Twenty's entities live in the `core` schema; tables are declared there and translated to the

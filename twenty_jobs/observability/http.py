@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from twenty_jobs.errors import ConfigError
-from twenty_jobs.telemetry import (
+from twenty_jobs.observability.telemetry import (
     DESCRIPTIONS,
     JOB_COMPLETED,
     JOB_DURATION_MS_BUCKETS,
@@ -41,11 +41,11 @@ from twenty_jobs.telemetry import (
 )
 
 if TYPE_CHECKING:
-    from twenty_jobs.health import Heartbeat
+    from twenty_jobs.observability.health import Heartbeat
     from twenty_jobs.ops.snapshot import QueueSnapshot
-    from twenty_jobs.worker import TwentyWorker
+    from twenty_jobs.runtime.worker import TwentyWorker
 
-log = logging.getLogger("twenty_jobs.metrics_http")
+log = logging.getLogger("twenty_jobs.observability.http")
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MAX_REQUEST_BYTES = 8192

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from twenty_jobs.connection import make_client
+from twenty_jobs.connection.client import make_client
 from twenty_jobs.ops.snapshot import (
     COMMANDS_PER_QUEUE,
     DELAYED_SCORE_FACTOR,
@@ -42,15 +42,15 @@ from twenty_jobs.ops.snapshot import (
     snapshot_from,
 )
 from twenty_jobs.settings import redacted_url
+from twenty_jobs.twenty.queues import KNOWN_QUEUES
 from twenty_jobs.wire.keys import heartbeat_key, heartbeat_pattern, job_key, queue_key
-from twenty_jobs.wire.queues import KNOWN_QUEUES
 
 if TYPE_CHECKING:
     from bullmq import Job
 
-    from twenty_jobs.worker import TwentyWorker
+    from twenty_jobs.runtime.worker import TwentyWorker
 
-log = logging.getLogger("twenty_jobs.health")
+log = logging.getLogger("twenty_jobs.observability.health")
 
 HEARTBEAT_INTERVAL_S = 5.0
 HEARTBEAT_TTL_S = 30.0

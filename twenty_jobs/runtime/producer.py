@@ -11,12 +11,11 @@ from typing import Any
 import redis.asyncio as aioredis
 from bullmq import Queue
 
-from twenty_jobs.connection import make_client, ping_or_raise
+from twenty_jobs.connection.client import make_client, ping_or_raise
 from twenty_jobs.errors import ConfigError
-from twenty_jobs.registry import Registry, default_registry
+from twenty_jobs.runtime.registry import Registry, default_registry
 from twenty_jobs.settings import Settings, load_settings
-from twenty_jobs.wire.keys import DEFAULT_PREFIX
-from twenty_jobs.wire.options import (
+from twenty_jobs.twenty.options import (
     DEDUPE_STATES,
     Backoff,
     JobOptions,
@@ -25,7 +24,8 @@ from twenty_jobs.wire.options import (
     cron_template_opts,
     is_already_waiting,
 )
-from twenty_jobs.wire.queues import KNOWN_QUEUES, unknown_queue_message
+from twenty_jobs.twenty.queues import KNOWN_QUEUES, unknown_queue_message
+from twenty_jobs.wire.keys import DEFAULT_PREFIX
 
 
 @dataclass(frozen=True, slots=True)

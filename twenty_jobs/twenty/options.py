@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from twenty_jobs.wire.queues import DEFAULT_PRIORITY, KNOWN_QUEUES
+from twenty_jobs.twenty.queues import DEFAULT_PRIORITY, KNOWN_QUEUES
 
 # QUEUE_RETENTION (constants/queue-retention.constants.ts @ 41d24255).
 COMPLETED_MAX_AGE_S = 14_400  # 4 hours

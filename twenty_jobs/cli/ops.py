@@ -25,9 +25,9 @@ from redis.exceptions import RedisError
 from rich.console import Console
 from rich.table import Table
 
-from twenty_jobs.connection import make_client, ping_or_raise
+from twenty_jobs.connection.client import make_client, ping_or_raise
 from twenty_jobs.errors import ConfigError, TwentyJobsError
-from twenty_jobs.health import (
+from twenty_jobs.observability.health import (
     DEFAULT_STUCK_AFTER_S,
     Heartbeat,
     HeartbeatRecord,
@@ -49,13 +49,13 @@ from twenty_jobs.ops.snapshot import (
     queue_exists,
     read_queues,
 )
-from twenty_jobs.wire.queues import KNOWN_QUEUES, unknown_queue_message
+from twenty_jobs.twenty.queues import KNOWN_QUEUES, unknown_queue_message
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
+    from twenty_jobs.runtime.worker import JobObserver, WorkerService
     from twenty_jobs.settings import Settings
-    from twenty_jobs.worker import JobObserver, WorkerService
 
 RedisUrlOpt = Annotated[
     str | None,
@@ -97,8 +97,8 @@ def build_work_extras(
     Call it after the handler modules are imported: the observer exports to OpenTelemetry (and
     makes spans) only if an SDK provider is installed by then. A port that cannot be bound raises
     ConfigError here, before any worker starts."""
-    from twenty_jobs.metrics_http import MetricsServer
-    from twenty_jobs.telemetry import OtelObserver
+    from twenty_jobs.observability.http import MetricsServer
+    from twenty_jobs.observability.telemetry import OtelObserver
 
     heartbeat = Heartbeat()
     telemetry = OtelObserver(stats=heartbeat)
@@ -115,7 +115,7 @@ def build_work_extras(
 
 
 def _cli() -> ModuleType:
-    from twenty_jobs import cli
+    import twenty_jobs.cli.app as cli
 
     return cli
 
@@ -579,7 +579,7 @@ def cron_add(
     settings = _settings(redis_url, prefix)
 
     async def go() -> str:
-        from twenty_jobs.producer import Producer
+        from twenty_jobs.runtime.producer import Producer
 
         async with _connect(settings) as client:
             await _check_queue_names(client, settings.prefix, [queue], custom_queue)
@@ -607,7 +607,7 @@ def cron_remove(
     settings = _settings(redis_url, prefix)
 
     async def go() -> bool:
-        from twenty_jobs.producer import Producer
+        from twenty_jobs.runtime.producer import Producer
 
         async with _connect(settings) as client:
             await _check_queue_names(client, settings.prefix, [queue], custom_queue)
@@ -642,13 +642,13 @@ def cron_register(
         else:
             typer.echo(f"cron registration skipped: {cron_ops.DISABLE_ENV} is set")
         return
-    from twenty_jobs.registry import default_registry
+    from twenty_jobs.runtime.registry import default_registry
 
     settings = _settings(redis_url, prefix)
     _cli().import_modules(import_ or [], builtin_jobs)
 
     async def go() -> list[cron_ops.Registration]:
-        from twenty_jobs.producer import Producer
+        from twenty_jobs.runtime.producer import Producer
 
         async with _connect(settings) as client:
             producer = Producer(settings.queue_redis_url, prefix=settings.prefix, allow_any_queue=True, client=client)
@@ -695,7 +695,7 @@ def doctor(
     settings = _settings(redis_url, prefix)
     registry = None
     if import_ or builtin_jobs:
-        from twenty_jobs.registry import default_registry
+        from twenty_jobs.runtime.registry import default_registry
 
         _cli().import_modules(import_ or [], builtin_jobs)
         registry = default_registry

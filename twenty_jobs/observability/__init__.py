@@ -1,0 +1,1 @@
+"""What a running worker tells the outside: heartbeats, job logs, metrics and traces, /healthz."""

@@ -1,0 +1,344 @@
+"""One parser from a BullMQ job hash to a typed job record.
+
+Every reader of job hashes (the worker, `failed`, `status`, `check`, `doctor`) goes through
+`parse_job_hash`, so a field is read one way everywhere. The field names and their encodings are
+Node BullMQ's (docs/bullmq-wire.md, "The job hash"): numbers are stored as decimal strings, `data`,
+`opts`, `progress`, `returnvalue`, `stacktrace` and `parent` as JSON written by `JSON.stringify`.
+
+Node apps, bugs and hand edits write hashes BullMQ itself never would. The parser never raises
+anything but `MalformedJob`, whose message names the job and the field, so the worker can fail such
+a job on its first fetch instead of leaving it in `active` for the stall checker to loop on
+(docs/hardening.md). Strings are expected decoded with `errors="surrogateescape"`: invalid UTF-8
+then survives decoding and is reported here, per field, instead of breaking the connection.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+# Largest value a job's numeric option may take: Node's Lua and msgpack use 64-bit integers, and
+# BullMQ's own limits are far below this (priority <= 2^21). A larger value is a corrupted hash.
+MAX_SAFE_INT = 2**53 - 1
+# BullMQ's highest priority (Node's `Job.validateOptions`).
+MAX_PRIORITY = 2_097_152
+# How many attempts a job may ask for. Node accepts any number, but beyond this the retry loop of
+# a job that always fails would run for longer than any Redis keeps its data.
+MAX_ATTEMPTS = 1_000_000
+
+
+class MalformedJob(Exception):
+    """A job hash that no BullMQ writes: the message names the job, the field and what is wrong."""
+
+    def __init__(self, job_id: str, name: str | None, field_name: str, problem: str) -> None:
+        self.job_id = job_id
+        self.name = name
+        self.field = field_name
+        self.problem = problem
+        named = f" ('{name}')" if name else ""
+        super().__init__(f"job {job_id}{named} cannot be run: field '{field_name}' {problem}")
+
+
+@dataclass(slots=True)
+class Backoff:
+    """`opts.backoff`: BullMQ's `{type, delay, jitter}` (a bare number means fixed)."""
+
+    type: str
+    delay: int = 0
+    jitter: float = 0.0
+
+
+@dataclass(slots=True)
+class JobOptions:
+    """The options in `opts` that the worker acts on; `raw` keeps everything as stored."""
+
+    raw: dict[str, Any]
+    attempts: int = 1
+    backoff: Backoff | None = None
+    remove_on_complete: bool | int | dict[str, int] = False
+    remove_on_fail: bool | int | dict[str, int] = False
+    fail_parent_on_failure: bool = False
+    continue_parent_on_failure: bool = False
+    ignore_dependency_on_failure: bool = False
+    remove_dependency_on_failure: bool = False
+
+
+@dataclass(slots=True)
+class JobRecord:
+    """A job as stored in its hash, parsed and checked."""
+
+    id: str
+    name: str
+    data: Any
+    opts: JobOptions
+    timestamp: int = 0
+    delay: int = 0
+    priority: int = 0
+    attempts_made: int = 0
+    attempts_started: int = 0
+    stalled_counter: int = 0
+    processed_on: int | None = None
+    finished_on: int | None = None
+    failed_reason: str | None = None
+    deferred_failure: str | None = None
+    repeat_job_key: str | None = None
+    parent_key: str | None = None
+    parent: dict[str, Any] | None = None
+    progress: Any = 0
+    returnvalue: Any = None
+    stacktrace: list[str] = field(default_factory=list)
+    workspace_id: str | None = None
+
+
+# Options whose presence ties a job to a flow parent.
+_PARENT_FLAGS = ("fpof", "cpof", "idof", "rdof")
+
+
+def parse_job_hash(job_id: str, fields: Mapping[str, str]) -> JobRecord:
+    """The record of job `job_id` from its hash fields; raises `MalformedJob` for anything else."""
+    reader = _FieldReader(job_id, fields)
+    name = reader.text("name", required=True) or ""
+    reader.name = name
+    opts = _parse_opts(reader, reader.json_value("opts", default={}))
+    record = JobRecord(
+        id=reader.check_id(),
+        name=name,
+        data=reader.json_value("data", default={}),
+        opts=opts,
+        timestamp=reader.integer("timestamp") or 0,
+        delay=reader.integer("delay") or 0,
+        priority=reader.integer("priority") or 0,
+        # Node 5.40 wrote `attemptsMade`; BullMQ >= 5.x writes `atm` (docs/bullmq-wire.md).
+        attempts_made=reader.integer("atm") or reader.integer("attemptsMade") or 0,
+        attempts_started=reader.integer("ats") or 0,
+        stalled_counter=reader.integer("stc") or reader.integer("stalledCounter") or 0,
+        processed_on=reader.integer("processedOn"),
+        finished_on=reader.integer("finishedOn"),
+        failed_reason=reader.text("failedReason"),
+        deferred_failure=reader.text("defa"),
+        repeat_job_key=reader.text("rjk"),
+        parent_key=reader.text("parentKey"),
+        parent=_parse_parent(reader),
+        progress=reader.json_value("progress", default=0),
+        returnvalue=reader.json_value("returnvalue", default=None, lenient=True),
+        stacktrace=_parse_stacktrace(reader),
+    )
+    record.workspace_id = workspace_id_of(record.data)
+    return record
+
+
+def workspace_id_of(data: Any) -> str | None:
+    """Twenty's jobs carry `workspaceId` in their data (docs/twenty-queues.md)."""
+    if isinstance(data, dict):
+        value = data.get("workspaceId")
+        if isinstance(value, str):
+            return value
+    return None
+
+
+def keep_jobs(setting: bool | int | dict[str, int]) -> dict[str, int]:
+    """`removeOnComplete`/`removeOnFail` as the Lua scripts' `keepJobs`: keep all (`count` -1),
+    none (`count` 0), the last N, or an `{age, count}` window."""
+    if setting is True:
+        return {"count": 0}
+    if setting is False:
+        return {"count": -1}
+    if isinstance(setting, int):
+        return {"count": setting}
+    return dict(setting)
+
+
+class _FieldReader:
+    """Reads one hash's fields, raising `MalformedJob` that names the field on any problem."""
+
+    def __init__(self, job_id: str, fields: Mapping[str, str]) -> None:
+        self.job_id = job_id
+        self.fields = fields
+        self.name: str | None = None
+
+    def fail(self, field_name: str, problem: str) -> MalformedJob:
+        return MalformedJob(_printable(self.job_id), self.name and _printable(self.name), field_name, problem)
+
+    def check_id(self) -> str:
+        if not _is_utf8(self.job_id):
+            raise self.fail("id", "is not valid UTF-8")
+        return self.job_id
+
+    def text(self, key: str, *, required: bool = False) -> str | None:
+        value = self.fields.get(key)
+        if value is None or value == "":
+            if required:
+                raise self.fail(key, "is missing")
+            return None
+        if not isinstance(value, str):
+            raise self.fail(key, f"is not text ({type(value).__name__})")
+        if not _is_utf8(value):
+            raise self.fail(key, "is not valid UTF-8")
+        return value
+
+    def integer(self, key: str) -> int | None:
+        value = self.text(key)
+        if value is None:
+            return None
+        try:
+            number = int(value)
+        except ValueError:
+            # JavaScript writes whole numbers beyond 2^53 or from arithmetic as "1e+21" / "3.0".
+            try:
+                as_float = float(value)
+            except ValueError:
+                raise self.fail(key, f"is not a number: {_preview(value)}") from None
+            if not math.isfinite(as_float) or not as_float.is_integer():
+                raise self.fail(key, f"is not a whole number: {_preview(value)}") from None
+            number = int(as_float)
+        if not 0 <= number <= MAX_SAFE_INT:
+            raise self.fail(key, f"is out of range: {_preview(value)}")
+        return number
+
+    def json_value(self, key: str, *, default: Any, lenient: bool = False) -> Any:
+        value = self.text(key)
+        if value is None:
+            return default
+        try:
+            return json.loads(value, parse_constant=_reject_constant)
+        except RecursionError:
+            raise self.fail(key, "is JSON nested too deeply to read") from None
+        except ValueError as exc:
+            if lenient:  # returnvalue: Node stores a plain string unquoted in some versions
+                return value
+            raise self.fail(key, f"is not valid JSON ({exc})") from None
+
+
+def _parse_opts(reader: _FieldReader, raw: Any) -> JobOptions:
+    if not isinstance(raw, dict):
+        raise reader.fail("opts", f"is not a JSON object but {_js_type(raw)}")
+    opts = JobOptions(raw=raw)
+    attempts = raw.get("attempts")
+    if attempts is not None:
+        opts.attempts = _whole(reader, "opts.attempts", attempts, 0, MAX_ATTEMPTS)
+    opts.attempts = max(opts.attempts, 1)
+    opts.backoff = _parse_backoff(reader, raw.get("backoff"))
+    opts.remove_on_complete = _parse_keep(reader, "opts.removeOnComplete", raw.get("removeOnComplete"))
+    opts.remove_on_fail = _parse_keep(reader, "opts.removeOnFail", raw.get("removeOnFail"))
+    for short, attr in zip(_PARENT_FLAGS, (
+        "fail_parent_on_failure", "continue_parent_on_failure", "ignore_dependency_on_failure",
+        "remove_dependency_on_failure",
+    ), strict=True):
+        value = raw.get(short)
+        if value is not None and not isinstance(value, bool):
+            raise reader.fail(f"opts.{short}", f"is not true or false but {_js_type(value)}")
+        setattr(opts, attr, bool(value))
+    for key in ("delay", "priority"):
+        if raw.get(key) is not None:
+            _whole(reader, f"opts.{key}", raw[key], 0, MAX_PRIORITY if key == "priority" else MAX_SAFE_INT)
+    return opts
+
+
+def _parse_backoff(reader: _FieldReader, raw: Any) -> Backoff | None:
+    if raw is None:
+        return None
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
+        return Backoff("fixed", _whole(reader, "opts.backoff", raw, 0, MAX_SAFE_INT))
+    if not isinstance(raw, dict):
+        raise reader.fail("opts.backoff", f"is not a number or an object but {_js_type(raw)}")
+    kind = raw.get("type")
+    if not isinstance(kind, str) or not kind:
+        raise reader.fail("opts.backoff.type", f"is not a strategy name but {_js_type(kind)}")
+    delay = raw.get("delay")
+    backoff = Backoff(kind, _whole(reader, "opts.backoff.delay", delay, 0, MAX_SAFE_INT) if delay is not None else 0)
+    jitter = raw.get("jitter")
+    if jitter is not None:
+        if isinstance(jitter, bool) or not isinstance(jitter, int | float) or not 0 <= jitter <= 1:
+            raise reader.fail("opts.backoff.jitter", f"is not a number from 0 to 1: {_preview(json.dumps(jitter))}")
+        backoff.jitter = float(jitter)
+    return backoff
+
+
+def _parse_keep(reader: _FieldReader, key: str, raw: Any) -> bool | int | dict[str, int]:
+    """removeOnComplete/removeOnFail: a boolean, a count, or `{age, count, limit}` (seconds, jobs)."""
+    if raw is None:
+        return False
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, int | float):
+        return _whole(reader, key, raw, 0, MAX_SAFE_INT)
+    if isinstance(raw, dict):
+        window: dict[str, int] = {}
+        for name, value in raw.items():
+            if name not in ("age", "count", "limit"):
+                raise reader.fail(f"{key}.{name}", "is not one of age, count, limit")
+            window[name] = _whole(reader, f"{key}.{name}", value, 0, MAX_SAFE_INT)
+        return window
+    raise reader.fail(key, f"is not true, false, a count or {{age, count}} but {_js_type(raw)}")
+
+
+def _parse_parent(reader: _FieldReader) -> dict[str, Any] | None:
+    parent = reader.json_value("parent", default=None)
+    if parent is None:
+        return None
+    if not isinstance(parent, dict) or not isinstance(parent.get("id"), str) or not isinstance(
+        parent.get("queueKey"), str
+    ):
+        raise reader.fail("parent", "is not an object with string 'id' and 'queueKey'")
+    return parent
+
+
+def _parse_stacktrace(reader: _FieldReader) -> list[str]:
+    trace = reader.json_value("stacktrace", default=[], lenient=True)
+    if isinstance(trace, list):
+        return [line if isinstance(line, str) else json.dumps(line) for line in trace]
+    return [str(trace)]
+
+
+def _whole(reader: _FieldReader, key: str, value: Any, low: int, high: int) -> int:
+    """A JSON number that must be a whole number in [low, high] (JavaScript writes 3 as 3, but
+    arithmetic may leave 3.0)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise reader.fail(key, f"is not a number but {_js_type(value)}")
+    if isinstance(value, float) and not value.is_integer():
+        raise reader.fail(key, f"is not a whole number: {value!r}")
+    number = int(value)
+    if not low <= number <= high:
+        raise reader.fail(key, f"is out of range ({low} to {high}): {number}")
+    return number
+
+
+def _reject_constant(name: str) -> Any:
+    # JSON.parse refuses NaN and Infinity; so do we, or Python would accept what Node cannot read.
+    raise ValueError(f"{name} is not JSON")
+
+
+def _is_utf8(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _printable(value: str) -> str:
+    """A value safe to put in a message: invalid UTF-8 bytes shown as escapes."""
+    return value.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _preview(value: str, limit: int = 40) -> str:
+    text = _printable(value)
+    return repr(text if len(text) <= limit else text[:limit] + "…")
+
+
+def _js_type(value: Any) -> str:
+    """How a JavaScript reader would name the JSON value's type."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"

@@ -1,0 +1,65 @@
+"""BullMQ's Lua scripts, loaded from the BullMQ Python port's package data.
+
+The scripts ARE the wire format: Node and Python must run the same logic on the same keys, so
+twenty-jobs never writes its own. The port (pinned exactly in pyproject.toml) ships them as
+`bullmq/commands/<name>-<number of keys>.lua`, byte-identical to Node bullmq 6.4.0's
+(docs/bullmq-wire.md, "Lua scripts"). Only the files are used, not the port's Python classes.
+
+`LuaScript` is what a connection needs to run one: EVALSHA by its SHA1, and on NOSCRIPT (a
+restarted or flushed Redis) SCRIPT LOAD and EVALSHA again. `run_script` does that on a redis-py
+client (the CLI's and the producer's); the worker's pipelined connection has its own.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
+
+
+@dataclass(frozen=True, slots=True)
+class LuaScript:
+    name: str
+    number_of_keys: int
+    text: str
+    sha: str
+
+    def check_keys(self, keys: list[str]) -> None:
+        if len(keys) != self.number_of_keys:
+            raise ValueError(f"script {self.name} takes {self.number_of_keys} keys, got {len(keys)}")
+
+
+@functools.cache
+def _script_files() -> dict[str, str]:
+    """Script name -> file name (`moveToFinished` -> `moveToFinished-14.lua`)."""
+    files: dict[str, str] = {}
+    for entry in resources.files("bullmq").joinpath("commands").iterdir():
+        stem, dot, ext = entry.name.rpartition(".")
+        if ext == "lua" and dot:
+            name, _, _ = stem.rpartition("-")
+            files[name] = entry.name
+    return files
+
+
+@functools.cache
+def script(name: str) -> LuaScript:
+    """The port's script `name` (e.g. `moveToFinished`); raises KeyError for an unknown name."""
+    file_name = _script_files()[name]
+    text = resources.files("bullmq").joinpath("commands", file_name).read_text(encoding="utf-8")
+    number_of_keys = int(file_name.rsplit("-", 1)[1].removesuffix(".lua"))
+    return LuaScript(name, number_of_keys, text, hashlib.sha1(text.encode("utf-8")).hexdigest())
+
+
+async def run_script(client: aioredis.Redis, lua: LuaScript, keys: list[str], args: list[Any]) -> Any:
+    """Run `lua` on a redis-py client: EVALSHA, loading the script first if Redis lost it."""
+    lua.check_keys(keys)
+    try:
+        return await client.evalsha(lua.sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call,misc]
+    except NoScriptError:
+        await client.script_load(lua.text)
+        return await client.evalsha(lua.sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call,misc]

@@ -44,6 +44,7 @@ from redis.exceptions import (
 
 from twenty_jobs.errors import RedisUnavailableError
 from twenty_jobs.settings import redacted_url
+from twenty_jobs.wire.lua import LuaScript
 
 log = logging.getLogger("twenty_jobs.redis")
 
@@ -341,6 +342,19 @@ class PipelinedRedis(aioredis.Redis):
         except NoScriptError:
             script.sha = await self.script_load(script.script)
             return await self._roundtrip(("EVALSHA", script.sha, len(keys), *keys, *args))
+
+    async def call(self, *args: Any) -> Any:
+        """`CommandConnection.call` (connection/protocol.py): the raw reply of one command."""
+        return await self._roundtrip(args)
+
+    async def run_script(self, lua: LuaScript, keys: list[str], args: list[Any], *, idempotent: bool) -> Any:
+        """`CommandConnection.run_script` (connection/protocol.py). NOTE: this connection still
+        re-sends after a dropped reply whatever `idempotent` says."""
+        try:
+            return await self._roundtrip(("EVALSHA", lua.sha, len(keys), *keys, *args))
+        except NoScriptError:
+            await self._roundtrip(("SCRIPT", "LOAD", lua.text))
+            return await self._roundtrip(("EVALSHA", lua.sha, len(keys), *keys, *args))
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         command_name = args[0]

@@ -7,9 +7,11 @@ twenty-wire.md §1. The Redis queue name is the enum's string value. Lower prior
 from __future__ import annotations
 
 import difflib
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from twenty_jobs.errors import ConfigError
+from twenty_jobs.wire.names import queue_name_problem
 
 DEFAULT_LOCK_DURATION_MS = 30_000
 DEFAULT_MAX_STALLED_COUNT = 1
@@ -75,26 +77,47 @@ DEFAULT_PRIORITY = 0
 
 
 def queue_config(name: str, *, allow_custom: bool = False) -> QueueConfig:
-    """The settings for queue `name`.
+    """The settings for queue `name`: Twenty's, or BullMQ's defaults for a queue of another
+    application when `allow_custom` (otherwise an unknown name is refused, see check_queue_name)."""
+    check_queue_name(name, allow_custom=allow_custom)
+    return KNOWN_QUEUES.get(name) or QueueConfig(name, DEFAULT_PRIORITY)
 
-    Unknown names are refused unless `allow_custom` (a non-Twenty queue), because a typo would
-    otherwise create a queue nobody consumes: the single most common Twenty complaint.
+
+# How a caller accepts a queue of its own, in the words of the interface the user is on.
+HOW_TO_ALLOW_CUSTOM = "pass --custom-queue"
+
+
+def check_queue_name(
+    name: str,
+    *,
+    accepted: Collection[str] = (),
+    allow_custom: bool = False,
+    how_to_allow: str = HOW_TO_ALLOW_CUSTOM,
+) -> None:
+    """THE queue-name rule, for every command and API (raises ConfigError with one line).
+
+    A name must be one BullMQ accepts (wire/names.py); then it must be one of Twenty's queues, one
+    the caller knows to be real (`accepted`: queues with a handler in this process, queues that
+    exist under the prefix), or explicitly allowed (`allow_custom`). Refusing the rest matters: a
+    typo would otherwise create a queue nobody consumes, the single most common Twenty complaint.
+    `how_to_allow` tells the user how to allow a queue of their own where they are.
     """
-    cfg = KNOWN_QUEUES.get(name)
-    if cfg is not None:
-        return cfg
-    if allow_custom:
-        return QueueConfig(name, DEFAULT_PRIORITY)
-    raise ConfigError(unknown_queue_message(name))
+    problem = queue_name_problem(name)
+    if problem is not None:
+        raise ConfigError(problem)
+    if allow_custom or name in KNOWN_QUEUES or name in accepted:
+        return
+    raise ConfigError(unknown_queue_message(name, accepted=accepted, how_to_allow=how_to_allow))
 
 
-def unknown_queue_message(name: str) -> str:
-    close = difflib.get_close_matches(name, list(KNOWN_QUEUES), n=1)
+def unknown_queue_message(
+    name: str, *, accepted: Collection[str] = (), how_to_allow: str = HOW_TO_ALLOW_CUSTOM
+) -> str:
+    close = difflib.get_close_matches(name, [*KNOWN_QUEUES, *accepted], n=1)
     hint = f" Did you mean '{close[0]}'?" if close else ""
     return (
         f"unknown queue '{name}'.{hint} Known Twenty queues: {', '.join(TWENTY_QUEUES)}. "
-        "For a queue of your own, declare a handler for it (@twenty_jobs.job(queue=...)) "
-        "or pass --custom-queue."
+        f"For a queue of your own, {how_to_allow}."
     )
 
 

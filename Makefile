@@ -33,15 +33,30 @@ test: install services lint
 test-fast: install services
 	$(BIN)/python -m pytest -q -x -p no:cacheprovider tests -m "not slow"
 
-interop: install services
-	$(BIN)/python -m pytest -q -p no:cacheprovider interop_tests
+# The fixed Node bullmq builds in node_fixture (lib/bullmq.js selectors): Twenty's old pin 5.40.0,
+# current Twenty's pin 5.78.0, the latest 5.x, 6.4.x (the Lua the Python port ships), 6.7.x (newest).
+NODE_BULLMQ_MATRIX := 5.40.0 5.78.0 5-latest 6.4 6.7
+# `make interop NODE_BULLMQ=<any published version>` installs that bullmq on the fly under
+# node_fixture/.custom/ and runs the suite on it; a matrix selector needs no install.
+NODE_BULLMQ ?=
 
-# The interop suite against each Node bullmq in node_fixture: Twenty's 5.40.0, the latest 5.x, 6.4.x.
+interop: install services
+ifneq ($(strip $(NODE_BULLMQ)),)
+ifeq ($(filter $(NODE_BULLMQ),$(NODE_BULLMQ_MATRIX)),)
+	bash scripts/install-node-bullmq.sh $(NODE_BULLMQ)
+endif
+	TWENTY_JOBS_NODE_BULLMQ=$(NODE_BULLMQ) $(BIN)/python -m pytest -q -p no:cacheprovider interop_tests
+else
+	$(BIN)/python -m pytest -q -p no:cacheprovider interop_tests
+endif
+
+# The interop suite against every build of the matrix; runs them all, then fails if any failed.
 interop-matrix: install services
-	@set -e; for v in 5.40.0 5-latest 6.4; do \
+	@failed=""; for v in $(NODE_BULLMQ_MATRIX); do \
 	  echo "=== node bullmq $$v ==="; \
-	  TWENTY_JOBS_NODE_BULLMQ=$$v $(BIN)/python -m pytest -q -p no:cacheprovider interop_tests || exit 1; \
-	done
+	  TWENTY_JOBS_NODE_BULLMQ=$$v $(BIN)/python -m pytest -q -p no:cacheprovider interop_tests || failed="$$failed $$v"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "interop failed on node bullmq:$$failed"; exit 1; fi
 
 chaos: install services
 	TWENTY_JOBS_CHAOS_FULL=1 $(BIN)/python -m pytest -q -s -p no:cacheprovider tests -m chaos
@@ -50,4 +65,4 @@ bench: install services
 	$(BIN)/python -m benchmarks.run
 
 clean:
-	rm -rf $(VENV) node_fixture/node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_fixture/node_modules node_fixture/.custom .pytest_cache .mypy_cache .ruff_cache

@@ -1,7 +1,10 @@
 """Twenty's queue names and per-queue worker settings.
 
-Source: `MESSAGE_QUEUE_WORKER_CONFIG` (message-queue-worker-config.constant.ts @ 00343b26), see
-twenty-wire.md §1. The Redis queue name is the enum's string value. Lower priority = served first.
+Source: `MessageQueue` (message-queue.constants.ts) and `MESSAGE_QUEUE_WORKER_CONFIG`
+(message-queue-worker-config.constant.ts) of Twenty's current source (bullmq >= 5.64), which has 25
+queues; the table of Twenty 1.14 (bullmq 5.40.0) is the first 18 of them. Facts and versions:
+docs/twenty-queues.md. The Redis queue name is the enum's string value. Lower priority = served
+first.
 """
 
 from __future__ import annotations
@@ -13,7 +16,12 @@ from dataclasses import dataclass
 from twenty_jobs.errors import ConfigError
 from twenty_jobs.wire.names import queue_name_problem
 
+# What Twenty's current source calls itself in this table (docs/twenty-queues.md).
+DESCRIBES = "Twenty's current source (25 queues, bullmq >= 5.64); Twenty 1.14 (bullmq 5.40.0) has the first 18"
+
 DEFAULT_LOCK_DURATION_MS = 30_000
+# The enqueue priority given to the queues whose worker config could not be read.
+UNVERIFIED_PRIORITY = 5
 DEFAULT_MAX_STALLED_COUNT = 1
 
 
@@ -28,6 +36,9 @@ class QueueConfig:
     max_stalled_count: int = DEFAULT_MAX_STALLED_COUNT
     # Twenty cancels still-running jobs after AI_STREAM_SHUTDOWN_DRAIN_MS on shutdown (ai-stream only).
     bounded_shutdown_drain: bool = False
+    # False where Twenty's worker config for the queue could not be read (docs/twenty-queues.md):
+    # the values are then Twenty's common entry, and `doctor` says so.
+    config_verified: bool = True
 
 
 def _q(name: str, priority: int, concurrency: int = 1, **kw: int | bool) -> QueueConfig:
@@ -56,6 +67,15 @@ TWENTY_QUEUES: dict[str, QueueConfig] = {
         _q("ai-queue", 5),
         _q("ai-stream-queue", 2, 20, lock_duration_ms=600_000, max_stalled_count=0,
            bounded_shutdown_drain=True),
+        # Added after 1.14. Their MESSAGE_QUEUE_WORKER_CONFIG entries are not known here: Twenty's
+        # common entry (concurrency 1, lock 30 s, maxStalledCount 1) and a middle priority.
+        *(
+            _q(name, UNVERIFIED_PRIORITY, config_verified=False)
+            for name in (
+                "record-export-queue", "campaign-queue", "campaign-send-queue", "campaign-engagement-queue",
+                "event-log-queue", "application-lifecycle-hook-queue", "application-upgrade-queue",
+            )
+        ),
     )
 }
 

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.install-stamp
 NODE_STAMP := node_fixture/node_modules/.install-stamp
 
-.PHONY: install services test test-fast lint interop interop-matrix chaos bench clean
+.PHONY: install run services test test-fast lint interop interop-matrix chaos bench clean
 
 install: $(PY_STAMP) $(NODE_STAMP)
 
@@ -20,12 +20,19 @@ $(NODE_STAMP): node_fixture/package.json node_fixture/package-lock.json
 	cd node_fixture && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# The first command for a newcomer: install, start a local Redis on 127.0.0.1:6379 if none answers
+# (Debian's redis-server; installed when absent), then run the workers. `make run ARGS="--burst"`.
+run: install
+	bash scripts/ensure-services.sh redis
+	$(BIN)/twenty-jobs work $(ARGS)
+
 services:
 	bash scripts/ensure-services.sh
 
 lint: install
 	$(BIN)/ruff check twenty_jobs tests interop_tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test: install services lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests interop_tests

@@ -64,7 +64,7 @@ SHARED_REDIS_URL = "redis://127.0.0.1:6379"
 NODE_BULLMQ = "5.40.0"  # Twenty's pin (node_fixture/lib/bullmq.js selector)
 JOB_NAME = "BenchNoopJob"
 
-# The goals of ARCHITECTURE.md "Designed for speed from the start", as Python/Node ratios.
+# The goals `make bench` checks, as Python/Node ratios (docs/performance-goals.md).
 GOALS: dict[str, tuple[str, float]] = {
     "throughput": (">=", 1.0),
     "worker_cpu_ms_per_1k": ("<=", 1.5),

@@ -3,6 +3,7 @@ the Python producer script (each against the local Redis, under the test's own p
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -66,8 +67,8 @@ async def test_the_handler_example_runs_and_leaves_no_failed_job(
 
 async def test_the_producer_example_runs_as_pasted(tmp_path: Path, prefix: str, redis: aioredis.Redis) -> None:
     (tmp_path / "enqueue_jobs.py").write_text(code_block("# enqueue_jobs.py: python enqueue_jobs.py"))
-    out = subprocess.run([sys.executable, "enqueue_jobs.py"], capture_output=True, text=True, cwd=tmp_path,
-                         env=env_for(prefix), timeout=60)
+    out = await asyncio.to_thread(subprocess.run, [sys.executable, "enqueue_jobs.py"], capture_output=True,
+                                  text=True, cwd=tmp_path, env=env_for(prefix), timeout=60)
     assert out.returncode == 0, out.stderr
     job_id = out.stdout.split()[0]
     assert job_id.startswith("trash-")

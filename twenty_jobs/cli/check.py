@@ -11,7 +11,7 @@ import typer
 from redis.exceptions import RedisError
 
 from twenty_jobs.cli.context import check_queues, settings_from
-from twenty_jobs.cli.errors import run
+from twenty_jobs.cli.errors import is_loopback, run, with_local_redis_hint
 from twenty_jobs.cli.options import MAX_SECONDS, CustomQueueOpt, JsonOpt, PrefixOpt, RedisUrlOpt, finite
 from twenty_jobs.cli.output import carry_prefix, print_json
 from twenty_jobs.connection.client import make_client
@@ -94,7 +94,10 @@ def check(
         print_json(report.as_dict())
     else:
         for problem in report.problems:
-            typer.echo(f"unhealthy: {carry_prefix(problem.message, settings.prefix)}")
+            message = carry_prefix(problem.message, settings.prefix)
+            if problem.code == "redis_unreachable" and is_loopback(url):
+                message = with_local_redis_hint(message)
+            typer.echo(f"unhealthy: {message}")
         if report.healthy:
             typer.echo(summary_line(report))
         for warning in report.warnings:

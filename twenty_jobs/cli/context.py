@@ -78,4 +78,6 @@ async def check_queues(
     that exists under the prefix is accepted (another application's, or one made earlier)."""
     for name in names:
         exists = not custom and await queue_exists(client, prefix, name)
-        check_queue_name(name, accepted=(name,) if exists else (), allow_custom=custom)
+        check_queue_name(
+            name, accepted=(name,) if exists else (), allow_custom=custom, how_to_allow="pass --custom-queue"
+        )

@@ -48,8 +48,8 @@ def error_line(exc: BaseException, *, redis_url: str | None = None) -> tuple[str
         return (f"{where}: {first['msg']}" if where else first["msg"]), EXIT_USAGE
     if isinstance(exc, RedisUnavailableError):
         message = str(exc)
-        if redis_url is not None and _is_loopback(redis_url):
-            message += START_LOCAL_REDIS
+        if redis_url is not None and is_loopback(redis_url):
+            message = with_local_redis_hint(message)
         return message, EXIT_RUNTIME
     if isinstance(exc, TwentyJobsError):
         return str(exc), EXIT_RUNTIME
@@ -57,6 +57,10 @@ def error_line(exc: BaseException, *, redis_url: str | None = None) -> tuple[str
         # After connecting: an ACL refusing a command, Redis going away mid-command.
         return f"Redis error: {str(exc).rstrip('.')}", EXIT_RUNTIME
     return None
+
+
+def with_local_redis_hint(message: str) -> str:
+    return message.rstrip(". ") + "." + START_LOCAL_REDIS
 
 
 def run(coro: Coroutine[Any, Any, T], *, settings: Settings | None = None) -> T:
@@ -73,7 +77,8 @@ def run(coro: Coroutine[Any, Any, T], *, settings: Settings | None = None) -> T:
         fail(carry_prefix(message, settings.prefix) if settings else message, code)
 
 
-def _is_loopback(url: str) -> bool:
+def is_loopback(url: str) -> bool:
+    """True when the Redis URL points at this machine (where starting a Redis is the fix)."""
     try:
         host = urlsplit(url).hostname
     except ValueError:

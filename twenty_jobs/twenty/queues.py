@@ -99,12 +99,8 @@ DEFAULT_PRIORITY = 0
 def queue_config(name: str, *, allow_custom: bool = False) -> QueueConfig:
     """The settings for queue `name`: Twenty's, or BullMQ's defaults for a queue of another
     application when `allow_custom` (otherwise an unknown name is refused, see check_queue_name)."""
-    check_queue_name(name, allow_custom=allow_custom)
+    check_queue_name(name, allow_custom=allow_custom, how_to_allow="allow custom queues (allow_custom=True)")
     return KNOWN_QUEUES.get(name) or QueueConfig(name, DEFAULT_PRIORITY)
-
-
-# How a caller accepts a queue of its own, in the words of the interface the user is on.
-HOW_TO_ALLOW_CUSTOM = "pass --custom-queue"
 
 
 def check_queue_name(
@@ -112,7 +108,7 @@ def check_queue_name(
     *,
     accepted: Collection[str] = (),
     allow_custom: bool = False,
-    how_to_allow: str = HOW_TO_ALLOW_CUSTOM,
+    how_to_allow: str,
 ) -> None:
     """THE queue-name rule, for every command and API (raises ConfigError with one line).
 
@@ -120,7 +116,8 @@ def check_queue_name(
     the caller knows to be real (`accepted`: queues with a handler in this process, queues that
     exist under the prefix), or explicitly allowed (`allow_custom`). Refusing the rest matters: a
     typo would otherwise create a queue nobody consumes, the single most common Twenty complaint.
-    `how_to_allow` tells the user how to allow a queue of their own where they are.
+    `how_to_allow` tells the user how to allow a queue of their own, in the words of the interface
+    they are using (a CLI flag, an API argument).
     """
     problem = queue_name_problem(name)
     if problem is not None:
@@ -130,9 +127,7 @@ def check_queue_name(
     raise ConfigError(unknown_queue_message(name, accepted=accepted, how_to_allow=how_to_allow))
 
 
-def unknown_queue_message(
-    name: str, *, accepted: Collection[str] = (), how_to_allow: str = HOW_TO_ALLOW_CUSTOM
-) -> str:
+def unknown_queue_message(name: str, *, accepted: Collection[str] = (), how_to_allow: str) -> str:
     close = difflib.get_close_matches(name, [*KNOWN_QUEUES, *accepted], n=1)
     hint = f" Did you mean '{close[0]}'?" if close else ""
     return (

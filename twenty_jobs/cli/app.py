@@ -22,7 +22,7 @@ import typer
 
 from twenty_jobs import __version__
 from twenty_jobs.cli import check, cron, doctor, enqueue, failed, queue_control, status, work
-from twenty_jobs.cli.errors import EXIT_USAGE, error_line
+from twenty_jobs.cli.errors import EXIT_RUNTIME, EXIT_USAGE, error_line
 
 app = typer.Typer(
     name="twenty-jobs",
@@ -70,7 +70,8 @@ def main() -> None:
         typer.echo(f"twenty-jobs: error: {_usage_message(exc)}", err=True)
         sys.exit(getattr(exc, "exit_code", EXIT_USAGE))
     except typer.Abort:
-        sys.exit(130)
+        typer.echo("twenty-jobs: aborted", err=True)
+        sys.exit(EXIT_RUNTIME)
     except Exception as exc:
         line = error_line(exc)
         if line is None:

@@ -1,0 +1,1 @@
+"""The worker runtime: the processes that serve queues, and the supervisor that runs several of them."""

@@ -7,6 +7,7 @@ the last two run real `twenty-jobs work` children against the local Redis.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import signal
@@ -14,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +46,10 @@ BASE_PORT = 40000
 class Supervised:
     """A supervisor process (tests/supervisor_driver.py) and the events its children recorded."""
 
-    def __init__(self, proc: subprocess.Popen[str], record: Path) -> None:
+    def __init__(self, proc: subprocess.Popen[str], record: Path, log: Path) -> None:
         self.proc = proc
         self.record = record
+        self.log = log
 
     def events(self, kind: str | None = None) -> list[list[str]]:
         if not self.record.exists():
@@ -60,13 +62,15 @@ class Supervised:
         return self.events(kind)
 
     def finish(self, timeout: float = 30) -> tuple[int, str]:
+        """Wait for the supervisor; its exit code and log. (A file, not a pipe: children that
+        outlive a failed test would hold a pipe open and hang the read.)"""
         try:
-            _, err = self.proc.communicate(timeout=timeout)
+            code = self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            _, err = self.proc.communicate()
-            raise AssertionError(f"the supervisor did not exit within {timeout} s:\n{err}") from None
-        return self.proc.returncode, err
+            self.proc.wait()
+            raise AssertionError(f"the supervisor did not exit within {timeout} s:\n{self.log.read_text()}") from None
+        return code, self.log.read_text()
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> None:
@@ -79,13 +83,15 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> None:
 
 def supervise(child_argv: list[str], processes: int, record: Path, *driver_opts: str) -> Supervised:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(
-        [sys.executable, str(DRIVER), "--processes", str(processes), *driver_opts, "--", *child_argv],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        # Its own session, so a test can signal the supervisor's process group the way a terminal does.
-        start_new_session=True,
-    )
-    return Supervised(proc, record)
+    log = record.with_name(record.name + ".log")
+    with log.open("w") as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, str(DRIVER), "--processes", str(processes), *driver_opts, "--", *child_argv],
+            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=log_file, text=True,
+            # Its own session, so a test can signal the supervisor's process group the way a terminal does.
+            start_new_session=True,
+        )
+    return Supervised(proc, record, log)
 
 
 def stand_in(tmp_path: Path, processes: int, mode: str = "serve", *driver_opts: str,
@@ -96,6 +102,25 @@ def stand_in(tmp_path: Path, processes: int, mode: str = "serve", *driver_opts: 
     if crash_index is not None:
         child += ["--crash-index", str(crash_index)]
     return supervise(child, processes, record, *driver_opts)
+
+
+@pytest.fixture(autouse=True)
+def reap_stand_ins(tmp_path: Path) -> Iterator[None]:
+    """A failed test may leave stand-in children behind: kill those still running (checked by
+    their command line, so a reused pid is never touched)."""
+    yield
+    record = tmp_path / "record"
+    if not record.exists():
+        return
+    for row in (line.split() for line in record.read_text().splitlines()):
+        if row and row[0] == "start":
+            try:
+                cmdline = Path(f"/proc/{row[2]}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if str(CHILD).encode() in cmdline:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(row[2]), signal.SIGKILL)
 
 
 def pid_alive(pid: int) -> bool:

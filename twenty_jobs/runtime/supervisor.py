@@ -232,7 +232,10 @@ class Supervisor:
     def _start(self, child: _Child) -> None:
         preexec = _exit_with_parent(os.getpid()) if sys.platform.startswith("linux") else None
         try:
-            child.process = subprocess.Popen(child.argv, process_group=0, preexec_fn=preexec)
+            # No stdin: in its own process group a child reading a terminal would be stopped (SIGTTIN).
+            child.process = subprocess.Popen(
+                child.argv, stdin=subprocess.DEVNULL, process_group=0, preexec_fn=preexec
+            )
         except OSError as exc:
             child.done = True
             log.error("cannot start worker process %d (%s): %s", child.index, child.argv[0], exc.strerror or exc)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from twenty_jobs.logs import setup_logging
+from twenty_jobs.observability.logs import setup_logging
 from twenty_jobs.runtime.supervisor import RestartPolicy, run_supervisor
 
 

@@ -242,7 +242,7 @@ def test_the_disruption_budget_and_autoscaler_point_at_the_deployment() -> None:
     assert (target["kind"], target["name"]) == ("Deployment", deployment["metadata"]["name"])
     (metric,) = k8s["HorizontalPodAutoscaler"]["spec"]["metrics"]
     # A series the workers' /metrics really serves.
-    from twenty_jobs.telemetry import QUEUE_BY_STATE_GAUGE
+    from twenty_jobs.observability.telemetry import QUEUE_BY_STATE_GAUGE
 
     assert metric["external"]["metric"]["name"] == QUEUE_BY_STATE_GAUGE
     namespaces = {doc["metadata"]["namespace"] for doc in k8s.values()}

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from twenty_jobs.health import read_heartbeats
-from twenty_jobs.producer import Producer
+from twenty_jobs.observability.health import read_heartbeats
+from twenty_jobs.runtime.producer import Producer
 from twenty_jobs.wire.keys import queue_key
 
 from .conftest import REDIS_URL, wait_until

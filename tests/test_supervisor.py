@@ -23,8 +23,8 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from twenty_jobs.health import read_heartbeats
-from twenty_jobs.producer import Producer
+from twenty_jobs.observability.health import read_heartbeats
+from twenty_jobs.runtime.producer import Producer
 from twenty_jobs.runtime.supervisor import (
     RestartPolicy,
     available_cpus,

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.install-stamp
 NODE_STAMP := node_fixture/node_modules/.install-stamp
 
-.PHONY: install run services test test-fast lint interop interop-matrix chaos bench clean
+.PHONY: install run services test test-fast lint lint-deploy interop interop-matrix chaos bench clean
 
 install: $(PY_STAMP) $(NODE_STAMP)
 
@@ -29,10 +29,20 @@ run: install
 services:
 	bash scripts/ensure-services.sh
 
-lint: install
+lint: install lint-deploy
 	$(BIN)/ruff check twenty_jobs tests interop_tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+
+# The image, compose files, Kubernetes manifests and CI workflow, checked offline (no container
+# engine runs here): hadolint, the vendored Compose and GitHub-workflow JSON schemas, and the
+# Kubernetes schemas that kubernetes-validate ships (docs/deploy.md).
+K8S_VERSION := 1.30.0
+lint-deploy: install
+	$(BIN)/hadolint deploy/Dockerfile
+	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec deploy/compose.yaml deploy/compose.shared-queue.yaml
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/ci.yml
+	$(BIN)/kubernetes-validate --kubernetes-version $(K8S_VERSION) --strict --quiet deploy/k8s/*.yaml deploy/k8s/optional/*.yaml
 
 test: install services lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests interop_tests

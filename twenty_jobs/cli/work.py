@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Annotated
 
 import typer
@@ -27,6 +28,7 @@ from twenty_jobs.errors import ConfigError
 from twenty_jobs.observability.logs import setup_logging
 from twenty_jobs.observability.worker_services import build_worker_services
 from twenty_jobs.runtime.registry import default_registry
+from twenty_jobs.runtime.supervisor import resolve_processes, run_supervisor
 from twenty_jobs.runtime.worker import WorkerConfig, run_worker
 from twenty_jobs.settings import redacted_url
 from twenty_jobs.twenty.queues import check_queue_name, select_queues
@@ -109,9 +111,21 @@ def work(
     metrics_host: Annotated[
         str, typer.Option("--metrics-host", metavar="ADDRESS", help="Address --metrics-port listens on.")
     ] = "0.0.0.0",
+    processes: Annotated[
+        str,
+        typer.Option(
+            "--processes", "-p", metavar="N|auto",
+            help="Worker processes (auto: one per CPU). Each serves the same queues; process i serves "
+            "--metrics-port BASE+i. A crashed process is restarted with backoff.",
+        ),
+    ] = "1",
 ) -> None:
     """Run workers for the selected queues until SIGTERM/SIGINT (or until empty with --burst)."""
     setup_logging(log_level.value, log_format.value)
+    try:
+        process_count = resolve_processes(processes)
+    except ValueError as exc:
+        fail(str(exc))
     settings = settings_from(redis_url, prefix)
     import_modules(import_ or [], builtin_jobs)
 
@@ -144,6 +158,8 @@ def work(
         stalled_interval_ms=stalled_interval_ms,
         max_stalled_count=max_stalled_count,
     )
+    if process_count > 1:
+        raise typer.Exit(_supervise(process_count, grace))
     if use_uvloop:
         _install_uvloop()
     log.info(
@@ -153,6 +169,30 @@ def work(
     code = run(run_worker(config), settings=settings)
     log.info("twenty-jobs worker stopped (exit code %d)", code)
     raise typer.Exit(code)
+
+
+def _supervise(process_count: int, grace_s: float) -> int:
+    """Run this same `work` command, less `--processes`, in `process_count` child processes."""
+    args = sys.argv[1:]
+    child = [sys.executable, "-m", "twenty_jobs.cli", *_without_processes_option(args)]
+    log.info("starting %d worker processes", process_count)
+    try:
+        return run_supervisor(process_count, child, grace_s=grace_s)
+    except ValueError as exc:
+        fail(str(exc))
+
+
+def _without_processes_option(args: list[str]) -> list[str]:
+    out: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in ("--processes", "-p"):
+            skip = True
+        elif not arg.startswith("--processes="):
+            out.append(arg)
+    return out
 
 
 def _install_uvloop() -> None:

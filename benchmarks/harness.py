@@ -116,7 +116,8 @@ class Harness:
     def unfinished(self, prefix: str, queue: str | None = None) -> UnfinishedJobs:
         """A bullmq queue's unfinished jobs: waiting, prioritized, active (a job leaves `active` when
         its completion or failure is written) and delayed (a retry waiting for its backoff); jobs
-        added = the job-id counter (Twenty's jobs without an id of their own take the next one)."""
+        added = the job-id counter (Twenty's jobs without an id of their own take the next one);
+        docs/benchmarks.md, "BullMQ queues seen from Redis"."""
         keys = QueueKeys(prefix, queue or self.queue)
         return UnfinishedJobs([("llen", keys.wait), ("zcard", keys.prioritized), ("llen", keys.active),
                                ("zcard", keys.delayed)], added_key=keys.id)

@@ -3,7 +3,7 @@
 CPU is read from `/proc/<pid>/stat` (utime + stime of every thread, live or dead, in clock ticks of
 10 ms) summed over the process and its descendants, so a worker that forks (`--processes N`) is
 measured whole. Memory is `VmRSS` from `/proc/<pid>/status`; peak RSS is `ru_maxrss` from
-`os.wait4` when the process is reaped.
+`os.wait4` when the process is reaped (docs/benchmarks.md, "Linux process accounting").
 """
 
 from __future__ import annotations

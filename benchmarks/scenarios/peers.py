@@ -3,9 +3,9 @@ saq drain the same number of no-op jobs on the same private Redis, each with its
 its own producer API and its own CLI with its defaults (concurrency 10, their default logging),
 next to Node and `twenty-jobs work` at the same concurrency. All are measured from outside
 (benchmarks/progress.py): arq keeps a job in its queue's sorted set until it finishes; saq keeps it
-in `saq:<queue>:incomplete`.
+in `saq:<queue>:incomplete` (docs/benchmarks.md, "arq 0.28.0 and saq 0.26.4").
 
-arq pins redis-py < 6, which twenty-jobs cannot use, so both peers live in their own venv
+arq pins redis-py < 6, which twenty-jobs cannot use (docs/benchmarks.md), so both peers live in their own venv
 (.venv-peers, made by `make bench PEERS=1`), never in the project's.
 """
 

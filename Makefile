@@ -61,7 +61,7 @@ interop-matrix: install services
 chaos: install services
 	TWENTY_JOBS_CHAOS_FULL=1 $(BIN)/python -m pytest -q -s -p no:cacheprovider tests -m chaos
 
-# `make bench` runs the default scenarios (about 12 minutes on 2 cores); BENCH_ARGS passes options
+# `make bench` runs the default scenarios (10-15 minutes on 2 cores); BENCH_ARGS passes options
 # (e.g. BENCH_ARGS="--quick" or "--scenarios drain,webhook --reps 5"). PEERS=1 adds arq and saq, in
 # their own venv: arq pins redis-py < 6, which the project's venv cannot have.
 PEERS ?=

@@ -59,7 +59,7 @@ DEFAULTS: dict[str, tuple[Any, Any]] = {
     "concurrency": ("1,10,100", "10"),
     "latency_concurrency": ("1,10,100", "10"),
     "latency_seconds": (5.0, 2.0),
-    "webhook_jobs": (300, 20),
+    "webhook_jobs": (200, 20),
     "cpu_jobs": (2_000, 200),
     "memory_jobs": (100_000, 5_000),
     "memory_warmup": (10_000, 1_000),
@@ -94,7 +94,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     g.add_argument("--latency-impls", default="node,py,py-default")
     g = p.add_argument_group("webhook")
     g.add_argument("--webhook-jobs", type=int,
-                   help="CallWebhookJob jobs (x20 payloads) per run (default 300; --quick 20)")
+                   help="CallWebhookJob jobs (x20 payloads) per run (default 200; --quick 20)")
     g = p.add_argument_group("cpu")
     g.add_argument("--cpu-jobs", type=int, help="jobs per run (default 2000; --quick 200)")
     g.add_argument("--cpu-ms", type=float, default=2.0, help="CPU each job spends (default 2 ms)")

@@ -78,8 +78,21 @@ interop-matrix: install services
 chaos: install services
 	TWENTY_JOBS_CHAOS_FULL=1 $(BIN)/python -m pytest -q -s -p no:cacheprovider tests -m chaos
 
+# `make bench` runs the default scenarios (10-15 minutes on 2 cores); BENCH_ARGS passes options
+# (e.g. BENCH_ARGS="--quick" or "--scenarios drain,webhook --reps 5"). PEERS=1 adds arq and saq, in
+# their own venv: arq pins redis-py < 6, which the project's venv cannot have.
+PEERS ?=
+BENCH_ARGS ?=
+PEERS_VENV := .venv-peers
+
 bench: install services
-	$(BIN)/python -m benchmarks.run
+ifeq ($(PEERS),1)
+	test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install --quiet 'arq==0.28.0' 'saq[redis]==0.26.4' typing_extensions
+	$(BIN)/python -m benchmarks.run --peers --peers-venv $(PEERS_VENV) $(BENCH_ARGS)
+else
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+endif
 
 clean:
-	rm -rf $(VENV) node_fixture/node_modules node_fixture/.custom .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(PEERS_VENV) node_fixture/node_modules node_fixture/.custom .pytest_cache .mypy_cache .ruff_cache

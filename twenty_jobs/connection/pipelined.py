@@ -166,12 +166,11 @@ class _ReplyProtocol(asyncio.Protocol):
         reader.feed(data)
         waiters = connection._waiters
         try:
-            while True:
+            # RESP2 has no unsolicited replies: every reply answers the oldest waiting command.
+            while waiters:
                 reply = reader.gets()
                 if reply is _NOT_ENOUGH_DATA:
                     return
-                if not waiters:
-                    raise hiredis.ProtocolError("a reply arrived for no command")
                 fut = waiters.popleft()[0]
                 if fut.done():  # the caller was cancelled; its reply is dropped
                     continue
@@ -233,7 +232,8 @@ class PipelinedConnection:
         self._transport: asyncio.Transport | None = None
         self._connector: asyncio.Task[None] | None = None
         self._lost = False  # a connection was lost and the next one is a recovery
-        self._connect_error: Exception | None = None  # why the last connection attempt gave up (handshake refused, or a defect)
+        # Why the last connection attempt gave up (a refused handshake, or a defect).
+        self._connect_error: Exception | None = None
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -249,8 +249,13 @@ class PipelinedConnection:
         """EVALSHA `lua`; on NOSCRIPT (a restarted or flushed Redis), SCRIPT LOAD and again. A reply
         lost to a dropped connection: sent again after reconnecting when `idempotent`, else
         ReplyLostError."""
-        lua.check_keys(keys)
-        packed = _pack(("EVALSHA", lua.sha, len(keys), *keys, *args))
+        if len(keys) != lua.number_of_keys:
+            lua.check_keys(keys)  # raises, naming the script
+        command = ("EVALSHA", lua.sha, len(keys), *keys, *args)
+        try:
+            packed = _pack_command(command)  # the hot path: _pack without a call layer
+        except (UnicodeEncodeError, TypeError):
+            packed = _pack(command)
         try:
             return await self._roundtrip(packed, idempotent)
         except NoScriptError:
@@ -303,7 +308,8 @@ class PipelinedConnection:
                 await asyncio.sleep(_backoff_s(failures))
 
     def _send(self, packed: bytes, idempotent: bool) -> asyncio.Future[Any]:
-        if self._closed:
+        transport = self._transport
+        if transport is None and self._closed:
             raise RedisConnectionError(f"the Redis connection ({self.what}) was closed")
         loop = self._loop
         if loop is None:
@@ -311,14 +317,13 @@ class PipelinedConnection:
         fut = loop.create_future()
         waiters = self._waiters
         waiters.append((fut, packed, idempotent))
-        transport = self._transport
         if transport is not None and not self._wbuf and len(waiters) <= EAGER_WRITE_DEPTH:
             # Few commands in flight: write now, so Redis works while we prepare the next ones.
             transport.write(packed)
             return fut
         self._wbuf.append(packed)
         if transport is None:
-            self._ensure_connector()
+            self._ensure_connector()  # it writes the buffer once connected
         elif not self._flush_scheduled:
             self._flush_scheduled = True
             loop.call_soon(self._flush)

@@ -319,7 +319,12 @@ class PipelinedConnection:
         waiters.append((fut, packed, idempotent))
         if transport is not None and not self._wbuf and len(waiters) <= EAGER_WRITE_DEPTH:
             # Few commands in flight: write now, so Redis works while we prepare the next ones.
-            transport.write(packed)
+            try:
+                transport.write(packed)
+            except RuntimeError:
+                # uvloop: the socket has just closed and connection_lost is on its way; the command
+                # stays unwritten and goes out on the next connection.
+                self._wbuf.append(packed)
             return fut
         self._wbuf.append(packed)
         if transport is None:
@@ -335,8 +340,11 @@ class PipelinedConnection:
         if not wbuf or self._transport is None:
             return  # the connector writes what is left once it is connected
         data = wbuf[0] if len(wbuf) == 1 else b"".join(wbuf)
+        try:
+            self._transport.write(data)
+        except RuntimeError:
+            return  # uvloop: closed, connection_lost is on its way (see _send)
         wbuf.clear()
-        self._transport.write(data)
 
     # -- connecting ----------------------------------------------------------------------------
 

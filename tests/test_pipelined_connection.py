@@ -21,6 +21,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import AuthenticationError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from twenty_jobs.connection.client import make_command_connection
 from twenty_jobs.connection.pipelined import PipelinedConnection, tcp_opener, unix_opener
 from twenty_jobs.connection.protocol import ReplyLostError
 from twenty_jobs.wire.lua import LuaScript
@@ -397,3 +398,28 @@ def test_the_same_on_uvloop(
         (tmp_path / "unix").mkdir()
         runner.run(test_unix_socket(tmp_path / "unix"))
         runner.run(test_tls(tmp_path, self_signed))
+
+
+async def test_the_worker_builds_it_from_a_redis_url(tmp_path: Path, self_signed: tuple[Path, Path]) -> None:
+    cert, key = self_signed
+    tls_port = _free_port()
+    path = tmp_path / "redis.sock"
+    server = PrivateRedis(tmp_path, "--requirepass", "p#w", "--unixsocket", str(path), "--tls-port", str(tls_port),
+                          "--tls-cert-file", str(cert), "--tls-key-file", str(key), "--tls-ca-cert-file", str(cert),
+                          "--tls-auth-clients", "no")
+    server.start()
+    admin = server.client(password="p#w", db=2, decode_responses=True)
+    urls = [f"unix://{path}?db=2&password=p%23w", f"rediss://:p%23w@localhost:{tls_port}/2?ssl_ca_certs={cert}",
+            f"rediss://:p%23w@127.0.0.1:{tls_port}/2?ssl_cert_reqs=none"]
+    try:
+        for url in urls:
+            conn = make_command_connection(url, what="url test", client_name="tj-url-test")
+            try:
+                await asyncio.wait_for(conn.call("SET", "from", url), 10)
+                assert await admin.get("from") == url
+                assert await conn.call("CLIENT", "GETNAME") == "tj-url-test"
+            finally:
+                await conn.aclose()
+    finally:
+        await admin.aclose()
+        server.stop()

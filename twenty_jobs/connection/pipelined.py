@@ -129,12 +129,12 @@ def tcp_opener(host: str, port: int = 6379, ssl: ssl_module.SSLContext | None = 
     return open_tcp
 
 
-def unix_opener(path: str, ssl: ssl_module.SSLContext | None = None) -> Opener:
+def unix_opener(path: str) -> Opener:
     """Connect to a Unix socket."""
 
     async def open_unix(protocol_factory: ProtocolFactory) -> tuple[asyncio.BaseTransport, asyncio.BaseProtocol]:
         loop = asyncio.get_running_loop()
-        return await loop.create_unix_connection(protocol_factory, path, ssl=ssl)
+        return await loop.create_unix_connection(protocol_factory, path)
 
     return open_unix
 

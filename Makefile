@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.install-stamp
 NODE_STAMP := node_fixture/node_modules/.install-stamp
 
-.PHONY: install services test test-fast lint interop interop-matrix chaos bench clean
+.PHONY: install services test test-fast lint interop interop-matrix chaos fuzz bench clean
 
 install: $(PY_STAMP) $(NODE_STAMP)
 
@@ -45,6 +45,11 @@ interop-matrix: install services
 
 chaos: install services
 	TWENTY_JOBS_CHAOS_FULL=1 $(BIN)/python -m pytest -q -s -p no:cacheprovider tests -m chaos
+
+# The long fuzz run over broken job hashes (docs/fuzz.md): FUZZ_CASES (default 1000), FUZZ_SEED
+# (default: a fresh one, printed), FUZZ_LAYOUT=mixed|kind|both (default mixed), FUZZ_ONLY=3,17.
+fuzz: install services
+	FUZZ_LONG=1 $(BIN)/python -m pytest -q -s -p no:cacheprovider tests/fuzz/test_fuzz_worker.py
 
 bench: install services
 	$(BIN)/python -m benchmarks.run

@@ -19,10 +19,10 @@ from __future__ import annotations
 import json
 import random
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 
 from tests.fuzz.node_writes import (
     DELAYED,
@@ -36,6 +36,7 @@ from tests.fuzz.node_writes import (
 )
 from twenty_jobs.twenty.jsonjs import stringify
 
+T = TypeVar("T")
 GOOD_NAME = "FuzzGood"
 # Node 5.40.0 writes data nested this deep through Queue.add (docs/fuzz.md).
 DEEP_MIN, DEEP_MAX = 1_000, 1_200
@@ -101,6 +102,12 @@ class Draft:
     field_words: tuple[str, ...] = ()
     job_words: tuple[str, ...] = ()
     children: tuple[bytes, ...] = ()
+    # Which variant of its kind the mutation takes: the case's cycle through SCHEDULE, so the
+    # first cycles take the first (headline) variants and a long run takes each in turn.
+    variant: int = 0
+
+    def pick(self, variants: Sequence[T]) -> T:
+        return variants[self.variant % len(variants)]
 
     def set(self, name: str, value: bytes) -> None:
         """Put `value` in hash field `name` (replacing Node's value, or adding the field)."""
@@ -165,9 +172,10 @@ TEXTS = ["plain", "é accent", "中文", "emoji 😀", "line\u2028sep", 'quote "
          "tab\tnew\nline", "\x01control", "", " ", "x" * 300]
 INVALID_UTF8 = [b"\xff", b"\xfe\xff", b"\xc3(", b"\xe2\x82", b"\xed\xa0\x80", b"\xf8\x88\x80\x80\x80",
                 b"\x80", b"\xc0\xaf"]
-BAD_NUMBERS: list[bytes] = [b"abc", b"-5", b"1.5", b"1e400", b"99999999999999999999999", b"NaN",
-                            b"Infinity", b" 12", b"0x10", b"1_000", "١٢".encode(), b"\xff1", b"3.0",
-                            b"1e+21", b"+7", b"[]"]
+# Headline values first: non-numeric, what JavaScript writes for 3 (Redis counters refuse it),
+# huge, negative, then the rest.
+BAD_NUMBERS: list[bytes] = [b"abc", b"3.0", b"99999999999999999999999", b"-5", b"\xff1", b"1.5", b"1e400",
+                            b"NaN", b"Infinity", b" 12", b"0x10", b"1_000", "١٢".encode(), b"1e+21", b"+7", b"[]"]
 
 
 def _text(rng: random.Random) -> str:
@@ -307,7 +315,7 @@ def _good_stalled(rng: random.Random, d: Draft) -> None:
 
 @kind("good.unicode_id")
 def _good_unicode_id(rng: random.Random, d: Draft) -> None:
-    d.job_id = d.job_id + rng.choice(["-é", "-中文", "-😀", "-a b"]).encode()
+    d.job_id = d.job_id + d.pick(["-é", "-中文", "-😀", "-a b"]).encode()
 
 
 @kind("good.missing_data_and_opts")
@@ -334,13 +342,13 @@ def _good_flow(rng: random.Random, d: Draft) -> None:
 
 @kind("name.invalid_utf8")
 def _name_invalid(rng: random.Random, d: Draft) -> None:
-    d.name = _invalid_utf8(rng, rng.choice(["", GOOD_NAME]))
+    d.name = _invalid_utf8(rng, d.pick([GOOD_NAME, ""]))
     _expect(d, Expect.FAIL, "name")
 
 
 @kind("name.missing")
 def _name_missing(rng: random.Random, d: Draft) -> None:
-    if rng.random() < 0.5:
+    if d.pick([True, False]):
         d.drop("name")
     else:
         d.name = b""
@@ -349,7 +357,7 @@ def _name_missing(rng: random.Random, d: Draft) -> None:
 
 @kind("name.unknown")
 def _name_unknown(rng: random.Random, d: Draft) -> None:
-    unknown = rng.choice([f"NoSuchJob{rng.randint(0, 999)}", GOOD_NAME.lower(), GOOD_NAME + " ", "中文Job"])
+    unknown = d.pick([f"NoSuchJob{rng.randint(0, 999)}", GOOD_NAME.lower(), GOOD_NAME + " ", "中文Job"])
     d.name = unknown.encode()
     _expect(d, Expect.FAIL, "name", unknown)
     d.job_words = (unknown,)  # the architecture's rule: the reason names the job by its name
@@ -367,7 +375,7 @@ def _data_invalid(rng: random.Random, d: Draft) -> None:
 
 @kind("data.not_json")
 def _data_not_json(rng: random.Random, d: Draft) -> None:
-    d.data = rng.choice([b'{"a":', b"{'a':1}", b"undefined", b'{"a":1} x', b"{a:1}", b'"unterminated',
+    d.data = d.pick([b'{"a":', b"{'a':1}", b"undefined", b'{"a":1} x', b"{a:1}", b'"unterminated',
                          b"[1,]", b"\x00"])
     d.token = None
     _expect(d, Expect.FAIL, "data")
@@ -376,7 +384,7 @@ def _data_not_json(rng: random.Random, d: Draft) -> None:
 @kind("data.nan_infinity")
 def _data_nan(rng: random.Random, d: Draft) -> None:
     """JSON.parse refuses NaN and Infinity; Python's json.loads would accept them."""
-    d.data = rng.choice([b"NaN", b'{"a":NaN}', b'{"a":Infinity}', b"[-Infinity]", b'{"fuzz":1,"n":NaN}'])
+    d.data = d.pick([b'{"a":NaN}', b'{"a":Infinity}', b"[-Infinity]", b"NaN", b'{"fuzz":1,"n":NaN}'])
     d.token = None
     _expect(d, Expect.FAIL, "data")
 
@@ -390,7 +398,7 @@ def _data_deep(rng: random.Random, d: Draft) -> None:
 
 @kind("data.not_object")
 def _data_not_object(rng: random.Random, d: Draft) -> None:
-    d.data = rng.choice([b"[1,2]", b'"text"', b"5", b"null", b"true", b"[]"])
+    d.data = d.pick([b"[1,2]", b'"text"', b"null", b"5", b"true", b"[]"])
     d.token = None
     _expect(d, Expect.EITHER, "data")
 
@@ -399,7 +407,7 @@ def _data_not_object(rng: random.Random, d: Draft) -> None:
 def _data_odd(rng: random.Random, d: Draft) -> None:
     """Valid JSON at the edges: lone surrogates (JSON.stringify writes them escaped), huge numbers."""
     token = (d.token or "").encode()
-    d.data = b'{"fuzz":"' + token + b'",' + rng.choice([b'"s":"\\ud800"}', b'"n":' + b"9" * 5000 + b"}",
+    d.data = b'{"fuzz":"' + token + b'",' + d.pick([b'"s":"\\ud800"}', b'"n":' + b"9" * 5000 + b"}",
                                                       b'"n":1e400}', b'"k":"\\u0000"}'])
     _expect(d, Expect.EITHER, "data")
 
@@ -415,19 +423,19 @@ def _opts_invalid(rng: random.Random, d: Draft) -> None:
 
 @kind("opts.not_json")
 def _opts_not_json(rng: random.Random, d: Draft) -> None:
-    d.raw_opts = rng.choice([b'{"attempts":', b"{attempts:1}", b"nope", b'{"attempts":1}}', b"{'a':1}"])
+    d.raw_opts = d.pick([b'{"attempts":', b"{attempts:1}", b"nope", b'{"attempts":1}}', b"{'a':1}"])
     _expect(d, Expect.FAIL, "opts")
 
 
 @kind("opts.not_object")
 def _opts_not_object(rng: random.Random, d: Draft) -> None:
-    d.raw_opts = rng.choice([b"[]", b"[1,2]", b'"attempts"', b"5", b"null", b"true"])
+    d.raw_opts = d.pick([b"[1,2]", b'"attempts"', b"null", b"5", b"true", b"[]"])
     _expect(d, Expect.FAIL, "opts")
 
 
 @kind("opts.nan")
 def _opts_nan(rng: random.Random, d: Draft) -> None:
-    d.raw_opts = rng.choice([b'{"attempts":NaN}', b'{"attempts":1,"delay":Infinity}',
+    d.raw_opts = d.pick([b'{"attempts":NaN}', b'{"attempts":1,"delay":Infinity}',
                              b'{"backoff":{"type":"fixed","delay":-Infinity}}'])
     _expect(d, Expect.FAIL, "opts")
 
@@ -443,7 +451,7 @@ def _opts_deep(rng: random.Random, d: Draft) -> None:
 
 def _option(name: str, values: list[Any], raw: list[bytes] | None = None) -> Mutation:
     def mutate(rng: random.Random, d: Draft) -> None:
-        pick = rng.randrange(len(values) + len(raw or []))
+        pick = d.variant % (len(values) + len(raw or []))
         if pick < len(values) and values[pick] is not None:
             d.opts[name] = values[pick]
         else:
@@ -497,7 +505,7 @@ KINDS["opts.stackTraceLimit"] = _option("stackTraceLimit", [-1, "x", 1e20])
 def _opts_flags(rng: random.Random, d: Draft) -> None:
     """fpof / cpof / idof / rdof (Node's short names): not booleans, or several at once."""
     flags = ["fpof", "cpof", "idof", "rdof"]
-    if rng.random() < 0.5:
+    if d.pick([True, False]):
         d.opts[rng.choice(flags)] = rng.choice(["true", 1, {}, [1]])
     else:
         for flag in rng.sample(flags, rng.randint(2, 4)):
@@ -516,7 +524,7 @@ def _numeric(name: str, *, place: str | None = None) -> Mutation:
             d.extra.append((b"processedOn", str(d.now_ms - 60_000).encode()))
             if name != "ats":
                 d.extra.append((b"ats", b"1"))
-        d.set(name, rng.choice(BAD_NUMBERS))
+        d.set(name, d.pick(BAD_NUMBERS))
         _expect(d, Expect.EITHER, name)
 
     return mutate
@@ -543,10 +551,9 @@ def _numbers_missing(rng: random.Random, d: Draft) -> None:
 
 def _leftover(name: str, values: list[bytes], *, invalid_utf8: bool = True) -> Mutation:
     def mutate(rng: random.Random, d: Draft) -> None:
-        if invalid_utf8 and rng.random() < 0.4:
-            d.set(name, _invalid_utf8(rng, "left"))
-        else:
-            d.set(name, rng.choice(values))
+        variants: list[bytes | None] = [None, *values] if invalid_utf8 else list(values)
+        value = d.pick(variants)  # None: invalid UTF-8
+        d.set(name, _invalid_utf8(rng, "left") if value is None else value)
         _expect(d, Expect.EITHER, name)
 
     return mutate
@@ -567,7 +574,7 @@ KINDS["rjk.odd"] = _leftover("rjk", [b"no-such-scheduler", b"repeat:x:1", b"a:b:
 @kind("defa.present")
 def _defa(rng: random.Random, d: Draft) -> None:
     """A deferred failure (BullMQ >= 5.53 stall checker): the job fails with that reason."""
-    text = rng.choice(["job stalled more than allowable limit", f"child {d.job_id.decode()} failed"])
+    text = d.pick(["job stalled more than allowable limit", f"child {d.job_id.decode()} failed"])
     d.set("defa", text.encode())
     _expect(d, Expect.FAIL, "defa", text)
     d.job_words = (text,)
@@ -584,10 +591,11 @@ def _defa_invalid(rng: random.Random, d: Draft) -> None:
 
 @kind("parent.malformed")
 def _parent_malformed(rng: random.Random, d: Draft) -> None:
-    parent = rng.choice([
-        b"not json", b"5", b"[]", b"null", b'"p"', b'{"id":"p"}', b'{"queueKey":"q"}', b'{"id":5,"queueKey":"q"}',
-        b'{"id":"\\ud800","queueKey":"q"}', b'{"id":"p","queueKey":"q","x":' + _deep_json(rng).encode() + b"}",
-        b'{"id":"p","queueKey":"q"', _invalid_utf8(rng, '{"id":"'),
+    parent = d.pick([
+        b"not json", b"5", b'{"id":"\\ud800","queueKey":"q"}', b"[]", b"null", b'"p"', b'{"id":"p"}',
+        b'{"queueKey":"q"}', b'{"id":5,"queueKey":"q"}',
+        b'{"id":"p","queueKey":"q","x":' + _deep_json(rng).encode() + b"}", b'{"id":"p","queueKey":"q"',
+        _invalid_utf8(rng, '{"id":"'),
     ])
     d.extra += [(b"parentKey", b"nowhere:p"), (b"parent", parent)]
     _expect(d, Expect.EITHER, "parent")
@@ -595,7 +603,7 @@ def _parent_malformed(rng: random.Random, d: Draft) -> None:
 
 @kind("parentKey.malformed")
 def _parent_key_malformed(rng: random.Random, d: Draft) -> None:
-    d.extra.append((b"parentKey", rng.choice([b"no-colon", b"", b"trailing:", _invalid_utf8(rng, "q:")])))
+    d.extra.append((b"parentKey", d.pick([b"no-colon", _invalid_utf8(rng, "q:"), b"trailing:", b""])))
     if rng.random() < 0.5:
         d.extra.append((b"parent", b'{"id":"p","queueKey":"nowhere"}'))
     _expect(d, Expect.EITHER, "parentKey", "parent")
@@ -607,7 +615,7 @@ def _parent_key_malformed(rng: random.Random, d: Draft) -> None:
 @kind("id.invalid_utf8")
 def _id_invalid(rng: random.Random, d: Draft) -> None:
     readable = d.job_id.split(b"-")[0].decode() + "-"
-    d.job_id = readable.encode() + rng.choice(INVALID_UTF8) + b"-x"
+    d.job_id = readable.encode() + d.pick(INVALID_UTF8) + b"-x"
     d.opts.pop("jobId", None)
     _expect(d, Expect.EITHER, "id", "jobId", "job id")
     d.job_words = (readable,)
@@ -615,7 +623,7 @@ def _id_invalid(rng: random.Random, d: Draft) -> None:
 
 @kind("id.long")
 def _id_long(rng: random.Random, d: Draft) -> None:
-    d.job_id = d.job_id + b"-" + b"x" * rng.choice([1_000, 10_000])
+    d.job_id = d.job_id + b"-" + b"x" * d.pick([1_000, 10_000])
     d.opts.pop("jobId", None)
     _expect(d, Expect.EITHER, "id", "jobId")
     d.job_words = (d.job_id[:30].decode(),)
@@ -624,8 +632,9 @@ def _id_long(rng: random.Random, d: Draft) -> None:
 @kind("hash.unknown_field")
 def _unknown_field(rng: random.Random, d: Draft) -> None:
     """Fields Node never writes: its reader ignores them, so they must not stop the job."""
-    name = rng.choice([b"extra", b"\xff\xfe", b"deid", b"pb", b"nrjid"])
-    d.overrides[name] = rng.choice([b"\xff", b"value", b""])
+    name, value = d.pick([(b"extra", b"\xff"), (b"\xff\xfe", b"value"), (b"deid", b""), (b"pb", b"\xff"),
+                          (b"nrjid", b"value")])
+    d.overrides[name] = value
     _expect(d, Expect.EITHER, name.decode("utf-8", "backslashreplace"))
 
 
@@ -663,6 +672,7 @@ def generate_case(seed: int, index: int, now_ms: int, queue_key: str, *, kind_na
     rng = random.Random(f"{seed}:{index}")
     name = kind_name or SCHEDULE[index % len(SCHEDULE)]
     draft = good_draft(rng, index, now_ms)
+    draft.variant = index // len(SCHEDULE)
     KINDS[name](rng, draft)
     if name == "good.flow":
         return Case(seed, index, name, _flow(rng, draft, index, now_ms, queue_key))

@@ -57,17 +57,24 @@ class Probe:
         self.first_at = time.perf_counter()
         self.first_cpu = cpu_ms()
 
-    # WorkerService: attach to the queue workers once they exist (before they fetch anything).
+    # WorkerService: told once the queue workers exist (before they fetch anything).
     async def start(self, worker: TwentyWorker) -> None:
         self.worker = worker
-        for qw in worker.workers:
-            qw.on("completed", self.on_completed)
         emit({"event": "ready"})
 
     async def stop(self) -> None:
         return None
 
-    def on_completed(self, job: Any, result: Any) -> None:
+    # JobObserver: counts completions.
+    def job_started(self, queue: str, job: Any) -> None:
+        return None
+
+    def job_stalled(self, queue: str, job_id: str) -> None:
+        return None
+
+    def job_finished(self, queue: str, job: Any, outcome: str, duration_ms: float, error: BaseException | None) -> None:
+        if outcome != "completed":
+            return
         self.done += 1
         if self.done == self.jobs:
             assert self.first_at is not None and self.worker is not None
@@ -115,6 +122,7 @@ async def main_async(args: argparse.Namespace) -> int:
         grace_s=30,
         install_signal_handlers=True,
         services=[probe],
+        observers=[probe],
     )
     code = await TwentyWorker(config, registry).run()
     if probe.result is None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from bullmq.custom_errors import UnrecoverableError
-
 
 class TwentyJobsError(Exception):
     """Base class of every error twenty-jobs raises on purpose."""
@@ -17,7 +15,11 @@ class RedisUnavailableError(TwentyJobsError):
     """Redis could not be reached."""
 
 
-class PermanentJobError(UnrecoverableError):  # type: ignore[misc]
+class StartupError(TwentyJobsError):
+    """A worker could not start (a startup hook failed); the message says which and why."""
+
+
+class PermanentJobError(TwentyJobsError):
     """Fail the job now, with no further attempts (bad data, a 4xx answer, an unknown job name)."""
 
 

@@ -279,10 +279,11 @@ def parse_backoff(text: str) -> Backoff:
 
 
 def _pause_or_resume(queue: str, action: str, force: bool, redis_url: str | None, prefix: str | None) -> None:
-    from bullmq import Queue
-
     from twenty_jobs.connection.client import make_client, ping_or_raise
     from twenty_jobs.wire.compat import refuse_pause_resume
+    from twenty_jobs.wire.keys import QueueKeys
+    from twenty_jobs.wire.lua import ClientRunner
+    from twenty_jobs.wire.scripts import queue as queue_scripts
 
     settings = settings_from(redis_url, prefix)
     if queue not in KNOWN_QUEUES and queue not in default_registry.queues():
@@ -294,8 +295,8 @@ def _pause_or_resume(queue: str, action: str, force: bool, redis_url: str | None
             await ping_or_raise(client, settings.queue_redis_url)
             # Node bullmq < 6 on the queue: the proven data loss of mixed pause/resume (bullmq-python.md §5).
             await refuse_pause_resume(client, settings.prefix, queue, action=action, force=force)
-            q = Queue(queue, {"connection": client, "prefix": settings.prefix})
-            await (q.pause() if action == "pause" else q.resume())
+            change = queue_scripts.pause if action == "pause" else queue_scripts.resume
+            await change(ClientRunner(client), QueueKeys(settings.prefix, queue))
         finally:
             await client.aclose()
 

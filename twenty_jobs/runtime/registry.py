@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from twenty_jobs.errors import ConfigError, PermanentJobError
+from twenty_jobs.runtime.lifecycle import LifecycleHook
 
 Handler = Callable[..., Awaitable[Any]]
 
@@ -77,9 +78,24 @@ def summarize_validation(exc: ValidationError, limit: int = 5) -> str:
 
 @dataclass
 class Registry:
-    """An ordered map of (queue, name) -> handler."""
+    """An ordered map of (queue, name) -> handler, and the worker lifecycle hooks of the modules
+    that registered them (runtime/lifecycle.py)."""
 
     handlers: dict[tuple[str, str], JobHandler] = field(default_factory=dict)
+    startup_hooks: list[LifecycleHook] = field(default_factory=list)
+    shutdown_hooks: list[LifecycleHook] = field(default_factory=list)
+
+    def on_startup(self, hook: LifecycleHook) -> LifecycleHook:
+        """Run `hook(worker_context)` once when a worker starts, before its first job."""
+        if hook not in self.startup_hooks:
+            self.startup_hooks.append(hook)
+        return hook
+
+    def on_shutdown(self, hook: LifecycleHook) -> LifecycleHook:
+        """Run `hook(worker_context)` once when a worker stops, after its last job."""
+        if hook not in self.shutdown_hooks:
+            self.shutdown_hooks.append(hook)
+        return hook
 
     def add(self, handler: JobHandler) -> None:
         key = (handler.queue, handler.name)
@@ -111,6 +127,16 @@ class Registry:
 
 
 default_registry = Registry()
+
+
+def on_startup(hook: LifecycleHook) -> LifecycleHook:
+    """Decorator: a startup hook of every worker that serves the default registry."""
+    return default_registry.on_startup(hook)
+
+
+def on_shutdown(hook: LifecycleHook) -> LifecycleHook:
+    """Decorator: a shutdown hook of every worker that serves the default registry."""
+    return default_registry.on_shutdown(hook)
 
 
 def _qualname(func: Callable[..., Any]) -> str:

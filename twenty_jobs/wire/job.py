@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +26,11 @@ from typing import Any
 MAX_SAFE_INT = 2**53 - 1
 # BullMQ's highest priority (Node's `Job.validateOptions`).
 MAX_PRIORITY = 2_097_152
+# The job-hash counters BullMQ's scripts HINCRBY (attempts made, attempts started, stalls).
+COUNTER_FIELDS = ("atm", "ats", "stc")
+# What Redis's HINCRBY accepts in a hash field: a decimal integer without sign, leading zero or
+# space (docs/bullmq-wire.md, "The job hash"). Anything else makes the calling script fail half-way.
+_COUNTER = re.compile(r"0|[1-9][0-9]{0,17}")
 # How many attempts a job may ask for. Node accepts any number, but beyond this the retry loop of
 # a job that always fails would run for longer than any Redis keeps its data.
 MAX_ATTEMPTS = 1_000_000
@@ -58,8 +64,12 @@ class JobOptions:
     raw: dict[str, Any]
     attempts: int = 1
     backoff: Backoff | None = None
-    remove_on_complete: bool | int | dict[str, int] = False
-    remove_on_fail: bool | int | dict[str, int] = False
+    # None: not set on the job (the worker's default applies; BullMQ's own default keeps jobs).
+    remove_on_complete: bool | int | dict[str, int] | None = None
+    remove_on_fail: bool | int | dict[str, int] | None = None
+    lifo: bool = False
+    stack_trace_limit: int | None = None
+    keep_logs: int | None = None
     fail_parent_on_failure: bool = False
     continue_parent_on_failure: bool = False
     ignore_dependency_on_failure: bool = False
@@ -112,9 +122,9 @@ def parse_job_hash(job_id: str, fields: Mapping[str, str]) -> JobRecord:
         delay=reader.integer("delay") or 0,
         priority=reader.integer("priority") or 0,
         # Node 5.40 wrote `attemptsMade`; BullMQ >= 5.x writes `atm` (docs/bullmq-wire.md).
-        attempts_made=reader.integer("atm") or reader.integer("attemptsMade") or 0,
-        attempts_started=reader.integer("ats") or 0,
-        stalled_counter=reader.integer("stc") or reader.integer("stalledCounter") or 0,
+        attempts_made=reader.counter("atm") or reader.integer("attemptsMade") or 0,
+        attempts_started=reader.counter("ats") or 0,
+        stalled_counter=reader.counter("stc") or reader.integer("stalledCounter") or 0,
         processed_on=reader.integer("processedOn"),
         finished_on=reader.integer("finishedOn"),
         failed_reason=reader.text("failedReason"),
@@ -130,6 +140,49 @@ def parse_job_hash(job_id: str, fields: Mapping[str, str]) -> JobRecord:
     return record
 
 
+def is_counter(value: str | bytes) -> bool:
+    """Whether HINCRBY can add to this stored value (see COUNTER_FIELDS)."""
+    if type(value) is bytes:
+        value = value.decode("ascii", "replace")
+    return _COUNTER.fullmatch(str(value)) is not None
+
+
+def lua_repairs(fields: Mapping[str, str]) -> dict[str, str]:
+    """Values to store before a script touches a malformed job, so that the script cannot fail
+    half-way on it: each counter HINCRBY cannot add to is set to its whole-number reading, or 0.
+    (`parent`, which the finishing script JSON-decodes, is handled by `parent_breaks_scripts`.)"""
+    repairs: dict[str, str] = {}
+    for name in COUNTER_FIELDS:
+        value = fields.get(name)
+        if value is not None and not is_counter(value):
+            repairs[name] = str(_lenient_whole(value))
+    return repairs
+
+
+def parent_breaks_scripts(fields: Mapping[str, str]) -> bool:
+    """True when the finishing script could not read the job's `parent` field (it JSON-decodes it
+    and builds the parent's key from `queueKey` and `id`)."""
+    raw = fields.get("parent")
+    if raw is None:
+        return False
+    try:
+        parent = json.loads(raw)
+    except (ValueError, RecursionError, UnicodeEncodeError):
+        return True
+    return not (isinstance(parent, dict) and isinstance(parent.get("id"), str | int | float)
+                and isinstance(parent.get("queueKey"), str))
+
+
+def _lenient_whole(value: str) -> int:
+    try:
+        number = float(value)
+    except ValueError:
+        return 0
+    if not math.isfinite(number):
+        return 0
+    return min(max(int(number), 0), MAX_SAFE_INT)
+
+
 def workspace_id_of(data: Any) -> str | None:
     """Twenty's jobs carry `workspaceId` in their data (docs/twenty-queues.md)."""
     if isinstance(data, dict):
@@ -139,13 +192,16 @@ def workspace_id_of(data: Any) -> str | None:
     return None
 
 
-def keep_jobs(setting: bool | int | dict[str, int]) -> dict[str, int]:
-    """`removeOnComplete`/`removeOnFail` as the Lua scripts' `keepJobs`: keep all (`count` -1),
-    none (`count` 0), the last N, or an `{age, count}` window."""
+KEEP_ALL: dict[str, int] = {"count": -1}
+
+
+def keep_jobs(setting: bool | int | dict[str, int] | None) -> dict[str, int]:
+    """`removeOnComplete`/`removeOnFail` as the Lua scripts' `keepJobs`: keep all (`count` -1;
+    also for None, not set), none (`count` 0), the last N, or an `{age, count, limit}` window."""
     if setting is True:
         return {"count": 0}
-    if setting is False:
-        return {"count": -1}
+    if setting is False or setting is None:
+        return dict(KEEP_ALL)
     if isinstance(setting, int):
         return {"count": setting}
     return dict(setting)
@@ -198,12 +254,24 @@ class _FieldReader:
             raise self.fail(key, f"is out of range: {_preview(value)}")
         return number
 
+    def counter(self, key: str) -> int | None:
+        """A field the scripts HINCRBY: a plain decimal integer, nothing else (see COUNTER_FIELDS)."""
+        value = self.text(key)
+        if value is None:
+            return None
+        if not is_counter(value):
+            raise self.fail(key, f"is not a whole number BullMQ's scripts can count on: {_preview(value)}")
+        number = int(value)
+        if number > MAX_SAFE_INT:
+            raise self.fail(key, f"is out of range: {_preview(value)}")
+        return number
+
     def json_value(self, key: str, *, default: Any, lenient: bool = False) -> Any:
         value = self.text(key)
         if value is None:
             return default
         try:
-            return json.loads(value, parse_constant=_reject_constant)
+            return _JSON.decode(value)
         except RecursionError:
             raise self.fail(key, "is JSON nested too deeply to read") from None
         except ValueError as exc:
@@ -234,6 +302,11 @@ def _parse_opts(reader: _FieldReader, raw: Any) -> JobOptions:
     for key in ("delay", "priority"):
         if raw.get(key) is not None:
             _whole(reader, f"opts.{key}", raw[key], 0, MAX_PRIORITY if key == "priority" else MAX_SAFE_INT)
+    opts.lifo = bool(raw.get("lifo"))
+    if raw.get("stackTraceLimit") is not None:
+        opts.stack_trace_limit = _whole(reader, "opts.stackTraceLimit", raw["stackTraceLimit"], 0, MAX_SAFE_INT)
+    if raw.get("kl") is not None:  # keepLogs, stored under its short name
+        opts.keep_logs = _whole(reader, "opts.kl", raw["kl"], 0, MAX_SAFE_INT)
     return opts
 
 
@@ -257,10 +330,10 @@ def _parse_backoff(reader: _FieldReader, raw: Any) -> Backoff | None:
     return backoff
 
 
-def _parse_keep(reader: _FieldReader, key: str, raw: Any) -> bool | int | dict[str, int]:
+def _parse_keep(reader: _FieldReader, key: str, raw: Any) -> bool | int | dict[str, int] | None:
     """removeOnComplete/removeOnFail: a boolean, a count, or `{age, count, limit}` (seconds, jobs)."""
     if raw is None:
-        return False
+        return None
     if isinstance(raw, bool):
         return raw
     if isinstance(raw, int | float):
@@ -309,6 +382,10 @@ def _whole(reader: _FieldReader, key: str, value: Any, low: int, high: int) -> i
 def _reject_constant(name: str) -> Any:
     # JSON.parse refuses NaN and Infinity; so do we, or Python would accept what Node cannot read.
     raise ValueError(f"{name} is not JSON")
+
+
+# One decoder for every field (json.loads with an option would build a new one per call).
+_JSON = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 def _is_utf8(value: str) -> bool:

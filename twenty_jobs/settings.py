@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from twenty_jobs.errors import ConfigError
 from twenty_jobs.wire.keys import DEFAULT_PREFIX
+from twenty_jobs.wire.names import prefix_problem
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379"
 
@@ -69,7 +70,7 @@ class Settings(BaseSettings):
         default_factory=list, alias="WORKER_EXCLUDED_QUEUES"
     )
     pg_database_url: str | None = Field(default=None, alias="PG_DATABASE_URL")
-    prefix: str = Field(default=DEFAULT_PREFIX, alias="TWENTY_JOBS_PREFIX", min_length=1)
+    prefix: str = Field(default=DEFAULT_PREFIX, alias="TWENTY_JOBS_PREFIX")
 
     @field_validator("worker_enabled_queues", "worker_excluded_queues", mode="before")
     @classmethod
@@ -80,6 +81,14 @@ class Settings(BaseSettings):
     @classmethod
     def _check_redis_url(cls, value: str | None) -> str | None:
         return validate_redis_url(value) if value else None
+
+    @field_validator("prefix")
+    @classmethod
+    def _check_prefix(cls, value: str) -> str:
+        problem = prefix_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
     @property
     def queue_redis_url(self) -> str:

@@ -113,7 +113,8 @@ async def refuse_if_paused(client: aioredis.Redis, prefix: str, queue: str) -> N
     if await client.hexists(meta_key(prefix, queue), "paused"):  # type: ignore[misc]
         raise ConfigError(
             f"queue '{queue}' is paused: retried jobs could be lost when Node bullmq 5 resumes it. "
-            "Resume the queue from Twenty/Node first, then retry."
+            f"Resume it first (`twenty-jobs resume {queue}`, or from Twenty/Node when Node bullmq < 6 "
+            "shares the queue), then retry."
         )
 
 

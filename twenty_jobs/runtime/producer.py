@@ -28,7 +28,7 @@ from twenty_jobs.twenty.options import (
     cron_template_opts,
     is_already_waiting,
 )
-from twenty_jobs.twenty.queues import KNOWN_QUEUES, unknown_queue_message
+from twenty_jobs.twenty.queues import check_queue_name
 from twenty_jobs.wire.keys import DEFAULT_PREFIX, QueueKeys
 from twenty_jobs.wire.lua import ClientRunner
 from twenty_jobs.wire.scripts.queue import Added, NewJob, add_jobs, get_ranges
@@ -95,9 +95,12 @@ class Producer:
         return keys
 
     def check_queue(self, name: str) -> None:
-        if self.allow_any_queue or name in KNOWN_QUEUES or name in self.registry.queues():
-            return
-        raise ConfigError(unknown_queue_message(name))
+        check_queue_name(
+            name,
+            accepted=self.registry.queues(),
+            allow_custom=self.allow_any_queue,
+            how_to_allow="declare a handler for it or create the Producer with allow_any_queue=True",
+        )
 
     async def waiting_job_ids(self, queue: str) -> list[str]:
         """Ids of the queue's waiting and prioritized jobs (what Twenty's dedupe looks at)."""

@@ -42,3 +42,14 @@ class HandOffJob(PermanentJobError):
     worker) without using an attempt, as a job name with no handler does; otherwise it fails with
     this message, which names the feature.
     """
+
+
+class RateLimitError(TwentyJobsError):
+    """Put this job back in wait without using an attempt (Node bullmq's `RateLimitError`).
+
+    Raise it after `await ctx.rate_limit(ms)` (a 429 from an API, say): the job waits with the
+    others until the queue's rate limit ends, and runs again then as the same attempt.
+    """
+
+    def __init__(self, message: str = "bullmq:rateLimitExceeded") -> None:
+        super().__init__(message)

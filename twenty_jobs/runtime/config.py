@@ -1,9 +1,11 @@
 """What a worker process runs (`WorkerConfig`) and how each queue is served (`QueueSettings`, and
 the `ServedQueue` they resolve to).
 
-Per queue, a value comes from the first place that sets it: the queue's `QueueSettings`, then
-the process-wide `WorkerConfig` value (the `work` command's flags), then Twenty's table for
-Twenty's queues (twenty/queues.py), then BullMQ's default.
+Per queue, a value comes from the first place that sets it: the queue's `QueueSettings` in the
+`WorkerConfig` (the `work` command's per-queue flags, such as `--limit QUEUE=...`), then the
+process-wide `WorkerConfig` value (the `work` command's flags), then the `QueueSettings` the
+handler modules declared (`twenty_jobs.queue_settings`, runtime/queue_options.py), then Twenty's
+table for Twenty's queues (twenty/queues.py), then BullMQ's default.
 
 `QueueSettings` is where the worker options of a Node BullMQ app live (its `new Worker(queue,
 processor, {...})`): `removeOnComplete`/`removeOnFail` for jobs that carry none, `limiter {max,
@@ -67,6 +69,8 @@ class WorkerConfig:
     lock_duration_ms: int | None = None
     stalled_interval_ms: int | None = None
     max_stalled_count: int | None = None
+    # Every served queue's rate limiter (`work --limit MAX/DURATION_MS`).
+    limiter: Limiter | None = None
     drain_delay_s: float = DEFAULT_DRAIN_DELAY_S
     allow_custom_queues: bool = True
     install_signal_handlers: bool = True
@@ -96,24 +100,28 @@ class ServedQueue:
     metrics_points: int = METRICS_ONE_WEEK_POINTS
 
 
-def serve(config: WorkerConfig, name: str) -> ServedQueue:
-    """Resolve how `name` is served (raises ConfigError for an unknown name when custom queues
-    are not allowed)."""
+def serve(config: WorkerConfig, name: str, declared: QueueSettings | None = None) -> ServedQueue:
+    """Resolve how `name` is served, `declared` being what the handler modules declared for it
+    (raises ConfigError for an unknown name when custom queues are not allowed)."""
     table = queue_config(name, allow_custom=config.allow_custom_queues)
     own = config.queue_settings.get(name, QueueSettings())
+    code = declared or QueueSettings()
 
     def first(*values: int | None) -> int:
         return next(v for v in values if v is not None)
 
     return ServedQueue(
         name=name,
-        concurrency=first(own.concurrency, config.concurrency, table.concurrency),
-        lock_duration_ms=first(own.lock_duration_ms, config.lock_duration_ms, table.lock_duration_ms),
-        max_stalled_count=first(own.max_stalled_count, config.max_stalled_count, table.max_stalled_count),
-        stalled_interval_ms=first(own.stalled_interval_ms, config.stalled_interval_ms, DEFAULT_STALLED_INTERVAL_MS),
+        concurrency=first(own.concurrency, config.concurrency, code.concurrency, table.concurrency),
+        lock_duration_ms=first(own.lock_duration_ms, config.lock_duration_ms, code.lock_duration_ms,
+                               table.lock_duration_ms),
+        max_stalled_count=first(own.max_stalled_count, config.max_stalled_count, code.max_stalled_count,
+                                table.max_stalled_count),
+        stalled_interval_ms=first(own.stalled_interval_ms, config.stalled_interval_ms, code.stalled_interval_ms,
+                                  DEFAULT_STALLED_INTERVAL_MS),
         drain_delay_s=config.drain_delay_s,
-        remove_on_complete=own.remove_on_complete,
-        remove_on_fail=own.remove_on_fail,
-        limiter=own.limiter,
-        backoff_strategies=dict(own.backoff_strategies),
+        remove_on_complete=own.remove_on_complete if own.remove_on_complete is not None else code.remove_on_complete,
+        remove_on_fail=own.remove_on_fail if own.remove_on_fail is not None else code.remove_on_fail,
+        limiter=own.limiter or config.limiter or code.limiter,
+        backoff_strategies={**code.backoff_strategies, **own.backoff_strategies},
     )

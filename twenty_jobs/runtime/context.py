@@ -32,6 +32,8 @@ class JobActions(Protocol):
 
     async def update_data(self, job: JobRecord, data: Any) -> None: ...
 
+    async def rate_limit(self, duration_ms: int) -> None: ...
+
 
 class JobContext:
     """Handed to `async def handler(data, ctx)`.
@@ -140,6 +142,12 @@ class JobContext:
     async def log(self, message: str) -> None:
         """Append a line to the job's log list (trimmed to the job's `keepLogs`)."""
         await self._actions.add_log(self.job, message)
+
+    async def rate_limit(self, duration_ms: int) -> None:
+        """Start no job of this queue for `duration_ms`, on every worker that has a limiter, Node or
+        Python, and on this one (Node's `worker.rateLimit(ms)`). Then `raise
+        twenty_jobs.RateLimitError()` to put this job back in wait without using an attempt."""
+        await self._actions.rate_limit(duration_ms)
 
 
 def workspace_id_of(data: Any) -> str | None:

@@ -26,9 +26,10 @@ from twenty_jobs.wire.job import JobRecord
 log = logging.getLogger("twenty_jobs.runtime.events")
 job_log = logging.getLogger("twenty_jobs.job")
 
-Outcome = Literal["completed", "failed", "retrying", "error"]
+Outcome = Literal["completed", "failed", "retrying", "rate_limited", "error"]
 """How an attempt ended: `completed`; `failed` for good; `retrying` (failed, another attempt will
-follow); `error` (the worker could not record the outcome, e.g. its lock was lost: the stall
+follow); `rate_limited` (the handler raised RateLimitError: the job is back in wait, the attempt
+not used); `error` (the worker could not record the outcome, e.g. its lock was lost: the stall
 checker will hand the job out again)."""
 
 
@@ -85,9 +86,10 @@ class Observers:
                 log.exception("job observer %r failed on job_stalled", obs)
 
 
-EventName = Literal["started", "progress", "completed", "failed", "retried", "error", "stalled"]
+EventName = Literal["started", "progress", "completed", "failed", "retried", "rate_limited", "error", "stalled"]
 _OUTCOME_EVENT: dict[str, EventName] = {
-    "completed": "completed", "failed": "failed", "retrying": "retried", "error": "error",
+    "completed": "completed", "failed": "failed", "retrying": "retried", "rate_limited": "rate_limited",
+    "error": "error",
 }
 
 
@@ -118,7 +120,7 @@ class EventListener:
 
     def on(self, name: EventName, callback: Callback) -> Callback:
         """Subscribe `callback` to the event `name` (started, progress, completed, failed,
-        retried, error, stalled); returns `callback`."""
+        retried, rate_limited, error, stalled); returns `callback`."""
         self.callbacks.setdefault(name, []).append(callback)
         return callback
 

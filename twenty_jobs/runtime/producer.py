@@ -48,8 +48,11 @@ class BulkItem:
 class Producer:
     """Adds jobs to BullMQ queues on one Redis.
 
-    Queue names are checked against Twenty's queues and the queues that registered handlers
-    serve; pass `allow_any_queue=True` for another Node BullMQ application's queues.
+    Queue names are checked against Twenty's queues, the queues that registered handlers
+    serve and those with declared default job options; pass `allow_any_queue=True` for another
+    Node BullMQ application's queues. A queue's declared default job options
+    (`twenty_jobs.queue_settings(queue, job_defaults=...)`, runtime/job_defaults.py) apply to
+    every job added to it, where the call does not say otherwise.
     """
 
     def __init__(
@@ -97,7 +100,7 @@ class Producer:
     def check_queue(self, name: str) -> None:
         check_queue_name(
             name,
-            accepted=self.registry.queues(),
+            accepted=[*self.registry.queues(), *self.registry.job_defaults],
             allow_custom=self.allow_any_queue,
             how_to_allow="declare a handler for it or create the Producer with allow_any_queue=True",
         )
@@ -114,18 +117,20 @@ class Producer:
         *,
         id: str | None = None,
         priority: int | None = None,
-        retry_limit: int = 0,
+        retry_limit: int | None = None,
         delay: int | None = None,
         backoff: Backoff | None = None,
         allow_duplicate: bool = False,
     ) -> str | None:
         """Add one job; returns its id, or None when Twenty's dedupe skipped it (a job with the
-        same `id`, or `<id>-<uuid>`, is already waiting)."""
-        options = JobOptions(id=id, priority=priority, retry_limit=retry_limit, delay=delay, backoff=backoff)
+        same `id`, or `<id>-<uuid>`, is already waiting). `retry_limit` None: the queue's default
+        attempts, else none."""
+        options = JobOptions(id=id, priority=priority, retry_limit=retry_limit or 0, delay=delay, backoff=backoff)
         keys = self.keys(queue)
         if id and not allow_duplicate and is_already_waiting(await self.waiting_job_ids(queue), id):
             return None
-        added = await add_jobs(self.client, keys, [NewJob(name, _stored_data(data), bullmq_job_opts(queue, options))])
+        opts = self._with_defaults(queue, bullmq_job_opts(queue, options), retry_limit, backoff)
+        added = await add_jobs(self.client, keys, [NewJob(name, _stored_data(data), opts)])
         self._note(queue, added)
         return added.ids[0]
 
@@ -136,13 +141,13 @@ class Producer:
         items: Sequence[BulkItem | Any],
         *,
         priority: int | None = None,
-        retry_limit: int = 0,
+        retry_limit: int | None = None,
         delay: int | None = None,
         backoff: Backoff | None = None,
     ) -> list[str]:
         """Add many jobs in one round trip (Twenty's newest `bulkAdd`): items whose job id is
         already waiting are dropped; the ids of the added jobs are returned in order."""
-        options = JobOptions(priority=priority, retry_limit=retry_limit, delay=delay, backoff=backoff)
+        options = JobOptions(priority=priority, retry_limit=retry_limit or 0, delay=delay, backoff=backoff)
         keys = self.keys(queue)
         bulk = [it if isinstance(it, BulkItem) else BulkItem(it) for it in items]
         if any(it.job_id for it in bulk):
@@ -151,10 +156,19 @@ class Producer:
         if not bulk:
             return []
         added = await add_jobs(self.client, keys, [
-            NewJob(name, _stored_data(it.data), bullmq_job_opts(queue, options, job_id=it.job_id)) for it in bulk
+            NewJob(name, _stored_data(it.data),
+                   self._with_defaults(queue, bullmq_job_opts(queue, options, job_id=it.job_id), retry_limit, backoff))
+            for it in bulk
         ])
         self._note(queue, added)
         return added.ids
+
+    def _with_defaults(self, queue: str, opts: dict[str, Any], retry_limit: int | None,
+                       backoff: Backoff | None) -> dict[str, Any]:
+        defaults = self.registry.job_defaults.get(queue)
+        if defaults is None:
+            return opts
+        return defaults.applied_to(opts, attempts_given=retry_limit is not None, backoff_given=backoff is not None)
 
     def _note(self, queue: str, added: Added) -> None:
         if added.into_legacy_paused:

@@ -27,6 +27,8 @@ import redis.exceptions
 from pydantic import BaseModel
 
 from twenty_jobs.connection.protocol import CommandConnection, ReplyLostError
+from twenty_jobs.errors import RateLimitError
+from twenty_jobs.runtime.blocking import BlockingJobContext
 from twenty_jobs.runtime.config import ServedQueue
 from twenty_jobs.runtime.context import JobContext
 from twenty_jobs.runtime.events import Observers, Outcome
@@ -35,6 +37,7 @@ from twenty_jobs.runtime.locks import AbortSignal, ActiveJob, LockRenewer
 from twenty_jobs.runtime.own_context import InOwnContext
 from twenty_jobs.runtime.retry import plan_retry
 from twenty_jobs.runtime.stalled import StalledChecker
+from twenty_jobs.runtime.threads import HandlerThreads
 from twenty_jobs.wire.job import (
     KEEP_ALL,
     JobOptions,
@@ -47,6 +50,7 @@ from twenty_jobs.wire.job import (
 )
 from twenty_jobs.wire.keys import QueueKeys
 from twenty_jobs.wire.scripts.errors import ScriptError
+from twenty_jobs.wire.scripts.rate_limit import move_job_back_to_wait, set_rate_limit
 from twenty_jobs.wire.scripts.schedulers import advance_job_scheduler, is_legacy_repeat_key
 from twenty_jobs.wire.scripts.worker import NOTHING, Fetch, FetchedJob, ParentFlags, WorkerScripts, compact_json
 
@@ -112,6 +116,11 @@ class QueueWorker:
         self._stalled = StalledChecker(self.name, self.scripts, conn, observers,
                                        max_stalled_count=served.max_stalled_count,
                                        interval_ms=served.stalled_interval_ms)
+        # Blocking (`def`) handlers run here, one thread per slot at most, started on first use.
+        self._threads = HandlerThreads(self.name, self.concurrency)
+        # A handler's rate_limit(ms): this worker fetches nothing until then (monotonic s; 0: none),
+        # even without a limiter of its own, which the scripts need to see the limit.
+        self._limited_until = 0.0
         # Run-loop state: the slots, parked slots, the one waiter, and what the last fetch said.
         self._slots: set[asyncio.Task[None]] = set()
         self._parked: collections.deque[asyncio.Future[None]] = collections.deque()
@@ -161,6 +170,7 @@ class QueueWorker:
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
+            self._threads.close()
             self._running = False
             self._stopped.set()
 
@@ -224,12 +234,16 @@ class QueueWorker:
 
     async def _fetch(self, token: str) -> FetchedJob | None:
         """The next job for a slot, or None (re-check pause/close) after waiting or parking."""
+        if self._limited_until:
+            self._note_manual_limit()
         if self._idle:
             if self._waiting is not None:
                 await self._park()  # another slot waits for everyone
                 return None
             if not await self._wait():
                 return None
+            if self._limited_until and time.monotonic() < self._limited_until:
+                return None  # woken by a new job while a handler's rate limit lasts: wait it out first
         try:
             fetch = await self.scripts.move_to_active(self.conn, token)
         except Exception as exc:
@@ -275,6 +289,15 @@ class QueueWorker:
             return False
         self._next_delayed_at = 0
         return True
+
+    def _note_manual_limit(self) -> None:
+        """While a handler's rate limit lasts, the slots wait it out like a limit the scripts report."""
+        left_ms = math.ceil((self._limited_until - time.monotonic()) * 1000)
+        if left_ms > 0:
+            self._idle = True
+            self._rate_limited_ms = max(self._rate_limited_ms, left_ms)
+        else:
+            self._limited_until = 0.0
 
     def _block_timeout(self) -> float:
         timeout = self.served.drain_delay_s
@@ -357,10 +380,15 @@ class QueueWorker:
                 f"name='{job.name}') or stop serving this queue here"
             )
         ctx = JobContext(job, self.name, signal, self.producer, self.context, self, job_log)
+        if handler.blocking:
+            blocking_ctx = BlockingJobContext(ctx, asyncio.get_running_loop())
+            call = self._threads.run(handler.call_blocking, job.data, blocking_ctx)
+        else:
+            call = handler(job.data, ctx)
         # The handler runs in a context of its own, so context variables it sets (logging or
         # tracing context) do not leak into the slot's next job; the copy is taken after the
         # observers' job_started, so a span they opened is the handler's parent.
-        result = await InOwnContext(handler(job.data, ctx), contextvars.copy_context())
+        result = await InOwnContext(call, contextvars.copy_context())
         return _json_ready(result)
 
     async def _completed(self, job: JobRecord, token: str, result: Any, started: float) -> FetchedJob | None:
@@ -370,7 +398,7 @@ class QueueWorker:
             return await self._failed(job, token, WorkerFailure(
                 f"handler of '{job.name}' returned a value that is not JSON ({exc}); return plain "
                 "dicts/lists/str/int/float/bool/None or a pydantic model"), started)
-        fetch_next = not (self.closing or self.paused)
+        fetch_next = not (self.closing or self.paused or self._limited_until)
         try:
             fetch = await self.scripts.finish(
                 self.conn, job.id, token, target="completed", value=value,
@@ -386,13 +414,15 @@ class QueueWorker:
         return self._take(fetch) if fetch_next else None
 
     async def _failed(self, job: JobRecord, token: str, error: BaseException, started: float) -> FetchedJob | None:
+        if isinstance(error, RateLimitError):
+            return await self._rate_limited(job, token, error, started)
         plan = await plan_retry(job, error, self.served.backoff_strategies)
         reason = failed_reason(error)
         if plan.note:
             reason = f"{reason} ({plan.note})"
         fields = {"failedReason": reason,
                   "stacktrace": stacktrace_json(job.stacktrace, error, job.opts.stack_trace_limit)}
-        fetch_next = not (self.closing or self.paused)
+        fetch_next = not (self.closing or self.paused or self._limited_until)
         fetch = NOTHING
         try:
             if plan.retry and plan.delay_ms > 0:
@@ -415,6 +445,19 @@ class QueueWorker:
         outcome: Outcome = "retrying" if plan.retry else "failed"
         self.observers.finished(self.name, job, outcome, (time.perf_counter() - started) * 1000, error)
         return self._take(fetch) if fetch_next else None
+
+    async def _rate_limited(self, job: JobRecord, token: str, error: RateLimitError,
+                            started: float) -> FetchedJob | None:
+        """The handler raised RateLimitError: the job goes back to wait without using an attempt
+        (Node's moveLimitedBackToWait), and this worker waits out what is left of the limit."""
+        try:
+            left_ms = await move_job_back_to_wait(self.conn, self.keys, job.id, token)
+        except Exception as exc:
+            return await self._not_recorded(job, token, "moved back to wait", exc, started)
+        if left_ms:
+            self._limited_until = max(self._limited_until, time.monotonic() + left_ms / 1000)
+        self.observers.finished(self.name, job, "rate_limited", (time.perf_counter() - started) * 1000, error)
+        return None
 
     async def _fail_malformed(self, fetched: FetchedJob, token: str, problem: MalformedJob,
                               started: float) -> FetchedJob | None:
@@ -462,7 +505,7 @@ class QueueWorker:
         else:
             log.error("queue %s: recording job #%s as %s failed: %s", self.name, job.id, what, exc)
         self.observers.finished(self.name, job, "error", (time.perf_counter() - started) * 1000, exc)
-        if not isinstance(exc, ScriptError | _CONNECTION_ERRORS):
+        if not isinstance(exc, (ScriptError, *_CONNECTION_ERRORS)):
             # A script error after the job was finished: the part that fetches the next job may
             # have left that one active under our token.
             return await self._recover_half_fetched(token, exc)
@@ -549,6 +592,12 @@ class QueueWorker:
     async def update_data(self, job: JobRecord, data: Any) -> None:
         await self.scripts.update_data(self.conn, job.id, compact_json(data))
         job.data = data
+
+    async def rate_limit(self, duration_ms: int) -> None:
+        if isinstance(duration_ms, bool) or not isinstance(duration_ms, int) or duration_ms < 1:
+            raise ValueError(f"rate_limit takes a whole number of milliseconds >= 1, got {duration_ms!r}")
+        await set_rate_limit(self.conn, self.keys, duration_ms)
+        self._limited_until = max(self._limited_until, time.monotonic() + duration_ms / 1000)
 
 
 def _json_ready(value: Any) -> Any:

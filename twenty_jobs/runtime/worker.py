@@ -85,7 +85,8 @@ class TwentyWorker:
 
     def _check_queues(self) -> None:
         for name in self.config.queues:
-            serve(self.config, name)  # refuses unknown names when custom queues are not allowed
+            # Refuses unknown names when custom queues are not allowed.
+            serve(self.config, name, self.registry.queue_settings.get(name))
             if not self.registry.names(name):
                 raise ConfigError(
                     f"queue '{name}' has no handlers in this process, so every job would fail; "
@@ -118,7 +119,7 @@ class TwentyWorker:
         self._started_up = True
         observers = Observers([JobLogObserver(), *config.observers])
         for name in config.queues:
-            served = serve(config, name)
+            served = serve(config, name, self.registry.queue_settings.get(name))
             conn = command_connection(config.redis_url, f"{name} commands")
             blocking = make_client(config.redis_url, what=f"{name} blocking wait", retry_forever=True,
                                    client_name=worker_client_name(config.prefix, name))

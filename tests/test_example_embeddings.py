@@ -1,48 +1,38 @@
-"""The embeddings example (examples/embeddings/) runs as its README says: the Node app's producer
-fills the queue with its own default job options, `twenty-jobs work --import
-examples.embeddings.worker --burst` serves it, and the results, progress, retry and retention
-are what a Node worker of the app would have left."""
+"""The embeddings example (examples/embeddings/) runs as the README's "Serving another BullMQ
+application" says, commands as pasted: the Node app's producer fills the queue with its own
+default job options, `twenty-jobs work --import examples.embeddings.worker --burst` serves it, and
+the results, progress, retry and retention are what a Node worker of the app would have left;
+`twenty-jobs enqueue --import` adds a job with the app's defaults."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-from typing import Any
 
 import redis.asyncio as aioredis
 
 from examples.embeddings.model import embed
 from interop_tests.node import FIXTURE_DIR, fixture_installed
 
-from .conftest import REDIS_URL
-from .test_cli import REPO, cli
+from .test_cli import REPO
 from .test_rate_limit import bursts
+from .test_readme_examples import env_for, run_shell, shell_lines
 
 QUEUE = "embeddings"
-DOCUMENTS = 120
+DOCUMENTS = 120  # as in the README's command
 
 
-def run_producer(prefix: str) -> dict[str, Any]:
+async def test_the_embeddings_example_runs_as_the_readme_says(prefix: str, redis: aioredis.Redis) -> None:
     assert fixture_installed(), f"run `make install` ({FIXTURE_DIR} has no node_modules)"
-    out = subprocess.run(
-        ["node", "examples/embeddings/producer.js", "--documents", str(DOCUMENTS), "--fail-once", "doc-3"],
-        cwd=REPO, env={**os.environ, "REDIS_URL": REDIS_URL, "TJ_PREFIX": prefix},
-        capture_output=True, text=True, timeout=60, check=False,
-    )
-    assert out.returncode == 0, out.stderr
-    result: dict[str, Any] = json.loads(out.stdout)
-    return result
+    produce, work, enqueue = shell_lines("node examples/embeddings/producer.js")
+    env = env_for(prefix)
+    produced = await asyncio.to_thread(run_shell, produce, REPO, env)
+    assert produced.returncode == 0, produced.stderr
+    added = json.loads(produced.stdout)
+    assert len(added["documents"]) == DOCUMENTS
+    served = await asyncio.to_thread(run_shell, work, REPO, env)
+    assert served.returncode == 0, served.stderr
 
-
-async def test_the_embeddings_example_runs_end_to_end(prefix: str, redis: aioredis.Redis) -> None:
-    added = await asyncio.to_thread(run_producer, prefix)
-    work = await asyncio.to_thread(
-        cli, "work", "--import", "examples.embeddings.worker", "--no-builtin-jobs", "--burst", "--prefix", prefix,
-        "--log-level", "WARNING",
-    )
-    assert work.returncode == 0, work.stderr
     key = f"{prefix}:{QUEUE}"
     # Every job ran to completion; the app's retention keeps the last 100 completed.
     stream = await redis.xrange(f"{key}:events")
@@ -66,3 +56,10 @@ async def test_the_embeddings_example_runs_end_to_end(prefix: str, redis: aiored
     # The limiter (50 a second) held for the jobs still there to show when they started.
     started = [float(await redis.hget(f"{key}:{job_id}", "processedOn") or 0) for job_id in kept]
     assert max(len(w) for w in bursts(started, 1000)) <= 50
+
+    # From the shell, a job gets the app's default job options the module declares.
+    enqueued = await asyncio.to_thread(run_shell, enqueue, REPO, env)
+    assert enqueued.returncode == 0, enqueued.stderr
+    opts = json.loads(await redis.hget(f"{key}:{enqueued.stdout.strip()}", "opts") or "{}")
+    assert opts["attempts"] == 3 and opts["backoff"] == {"type": "exponential", "delay": 1000}
+    assert opts["removeOnComplete"] == {"count": 100} and opts["removeOnFail"] == {"count": 500}

@@ -8,14 +8,15 @@
 // backoff from 1 s, keep the last 100 completed and 500 failed jobs), adds N documents in one
 // bulk call (`embed-document`) and one batch job (`embed-batch`), and prints their job ids as
 // JSON. The document whose id is --fail-once asks its worker to fail its first attempt.
-// REDIS_URL and TJ_PREFIX (the BullMQ key prefix, default `bull`) say where.
+// REDIS_URL and TWENTY_JOBS_PREFIX (the BullMQ key prefix, default `bull`) say where, as for
+// twenty-jobs.
 //
 // It uses node_fixture's bullmq build (`make install`), so it needs no install of its own.
 
 const { bullmq, IORedis } = require('../../node_fixture/lib/bullmq');
 
 const REDIS_URL = process.env.REDIS_URL || 'redis://127.0.0.1:6379';
-const PREFIX = process.env.TJ_PREFIX || 'bull';
+const PREFIX = process.env.TWENTY_JOBS_PREFIX || 'bull';
 
 function option(name, fallback) {
   const at = process.argv.indexOf(`--${name}`);

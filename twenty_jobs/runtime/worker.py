@@ -129,8 +129,10 @@ class TwentyWorker:
                 observers=observers, producer=self.producer, context=self.context,
             ))
         for worker in self.workers:
-            log.info("serving %s (concurrency %d, lock %d ms) for jobs: %s", worker.name, worker.concurrency,
-                     worker.served.lock_duration_ms, ", ".join(worker.handlers))
+            limiter = worker.served.limiter
+            limit = f", limit {limiter.max} per {limiter.duration_ms} ms" if limiter else ""
+            log.info("serving %s (concurrency %d, lock %d ms%s) for jobs: %s", worker.name, worker.concurrency,
+                     worker.served.lock_duration_ms, limit, ", ".join(worker.handlers))
         self.started.set()
 
     async def run(self) -> int:

@@ -16,7 +16,7 @@ import twenty_jobs
 from interop_tests.node import arun_fixture
 from twenty_jobs.errors import StartupError
 from twenty_jobs.runtime import hooks
-from twenty_jobs.runtime.config import QueueSettings
+from twenty_jobs.runtime.config import Limiter, QueueSettings
 from twenty_jobs.runtime.events import EventListener, JobEvent
 from twenty_jobs.runtime.lifecycle import WorkerContext
 from twenty_jobs.runtime.producer import Producer
@@ -222,3 +222,22 @@ async def test_the_jobs_a_queue_worker_runs_are_visible_while_they_run(
     await wait_until(lambda: len(running.worker.workers[0].active) == 3, timeout=5)
     release.set()
     await wait_until(lambda: not running.worker.workers[0].active, timeout=5)
+
+
+async def test_the_limiter_spaces_job_starts_by_its_ttl_not_by_drain_delay(
+    producer: Producer, registry: Registry, prefix: str
+) -> None:
+    # The port's limiter waits drainDelay (5 s) instead of the limit's TTL (docs/traps.md).
+    starts: list[float] = []
+
+    @twenty_jobs.job(queue=Q, name="L", registry=registry)
+    async def limited(data: Any, ctx: Any) -> None:
+        starts.append(asyncio.get_running_loop().time())
+
+    await producer.add_bulk(Q, "L", [{} for _ in range(6)])
+    settings = {Q: QueueSettings(limiter=Limiter(max=2, duration_ms=300))}
+    assert await burst(prefix, registry, concurrency=4, queue_settings=settings) == 0
+    assert len(starts) == 6
+    # At most 2 starts per 300 ms window: any 3 starts span a window (a little clock slack).
+    assert all(starts[i + 2] - starts[i] >= 0.25 for i in range(len(starts) - 2)), starts
+    assert starts[-1] - starts[0] < 3.0  # three windows, not three drainDelays

@@ -13,9 +13,10 @@ from twenty_jobs.runtime.blocking import BlockingJobContext
 from twenty_jobs.runtime.context import JobContext
 from twenty_jobs.runtime.events import EventListener, JobEvent
 from twenty_jobs.runtime.job_defaults import CustomBackoff, JobDefaults, KeepJobs
+from twenty_jobs.runtime.lifecycle import WorkerContext
 from twenty_jobs.runtime.producer import BulkItem, Producer
 from twenty_jobs.runtime.queue_options import queue_settings
-from twenty_jobs.runtime.registry import Registry, default_registry, job
+from twenty_jobs.runtime.registry import Registry, default_registry, job, on_shutdown, on_startup
 from twenty_jobs.twenty.options import Backoff, JobOptions
 from twenty_jobs.wire.scripts.worker import Limiter
 
@@ -44,8 +45,11 @@ __all__ = [
     "Registry",
     "RetryJob",
     "TwentyJobsError",
+    "WorkerContext",
     "__version__",
     "default_registry",
     "job",
+    "on_shutdown",
+    "on_startup",
     "queue_settings",
 ]

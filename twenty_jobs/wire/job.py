@@ -152,17 +152,28 @@ _OPTIONAL_FIELDS = frozenset({
 
 def _read_optional(reader: _FieldReader, record: JobRecord, present: set[str]) -> None:
     # Node 5.40 wrote `attemptsMade`; BullMQ >= 5.x writes `atm` (docs/bullmq-wire.md).
-    record.attempts_made = reader.counter("atm") or reader.integer("attemptsMade") or 0
-    record.attempts_started = reader.counter("ats") or 0
-    record.stalled_counter = reader.counter("stc") or reader.integer("stalledCounter") or 0
-    record.finished_on = reader.integer("finishedOn")
-    record.failed_reason = reader.text("failedReason")
-    record.deferred_failure = reader.text("defa")
-    record.repeat_job_key = reader.text("rjk")
-    record.parent_key = reader.text("parentKey")
-    record.parent = _parse_parent(reader)
-    record.progress = reader.json_value("progress", default=0)
-    record.returnvalue = reader.json_value("returnvalue", default=None, lenient=True)
+    if "atm" in present or "attemptsMade" in present:
+        record.attempts_made = reader.counter("atm") or reader.integer("attemptsMade") or 0
+    if "ats" in present:
+        record.attempts_started = reader.counter("ats") or 0
+    if "stc" in present or "stalledCounter" in present:
+        record.stalled_counter = reader.counter("stc") or reader.integer("stalledCounter") or 0
+    if "finishedOn" in present:
+        record.finished_on = reader.integer("finishedOn")
+    if "failedReason" in present:
+        record.failed_reason = reader.text("failedReason")
+    if "defa" in present:
+        record.deferred_failure = reader.text("defa")
+    if "rjk" in present:
+        record.repeat_job_key = reader.text("rjk")
+    if "parentKey" in present:
+        record.parent_key = reader.text("parentKey")
+    if "parent" in present:
+        record.parent = _parse_parent(reader)
+    if "progress" in present:
+        record.progress = reader.json_value("progress", default=0)
+    if "returnvalue" in present:
+        record.returnvalue = reader.json_value("returnvalue", default=None, lenient=True)
     if "stacktrace" in present:
         record.stacktrace = _parse_stacktrace(reader)
 
@@ -225,14 +236,15 @@ KEEP_ALL: dict[str, int] = {"count": -1}
 
 def keep_jobs(setting: bool | int | dict[str, int] | None) -> dict[str, int]:
     """`removeOnComplete`/`removeOnFail` as the Lua scripts' `keepJobs`: keep all (`count` -1;
-    also for None, not set), none (`count` 0), the last N, or an `{age, count, limit}` window."""
+    also for None, not set), none (`count` 0), the last N, or an `{age, count, limit}` window.
+    The result may be shared: do not modify it."""
     if setting is True:
         return {"count": 0}
     if setting is False or setting is None:
-        return dict(KEEP_ALL)
+        return KEEP_ALL
     if isinstance(setting, int):
         return {"count": setting}
-    return dict(setting)
+    return setting  # read-only use: no copy per job
 
 
 class _FieldReader:

@@ -257,7 +257,8 @@ class WorkerScripts:
             parent=parent, fetch_next=fetch_next, fields=fields,
         )
         raw = await runner.run_script(MOVE_TO_FINISHED, keys, args, idempotent=False)
-        check_reply(raw, "moveToFinished", _text(job_id))
+        if type(raw) is int and raw < 0:
+            check_reply(raw, "moveToFinished", _text(job_id))
         return parse_fetch(raw) if fetch_next else NOTHING
 
     # -- retry -------------------------------------------------------------------------------------

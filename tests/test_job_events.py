@@ -58,7 +58,7 @@ async def test_every_event_of_every_job_is_heard_once(
     async def limited(data: Any, ctx: twenty_jobs.JobContext) -> None:
         if ctx.job_id not in limited_once:
             limited_once.add(ctx.job_id)
-            await ctx.rate_limit(5)
+            await ctx.rate_limit(50)
             raise twenty_jobs.RateLimitError()
 
     @twenty_jobs.job(queue=Q, name="stalled", registry=registry)

@@ -176,3 +176,20 @@ def test_bad_limit_flags_are_one_line_and_exit_2(args: list[str], message: str) 
     out = cli("work", "--import", "tests.anyapp_handlers", "--queue", LIMITED, "--no-builtin-jobs", *args)
     assert out.returncode == 2
     assert message in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+async def test_a_rate_limit_error_with_no_limit_in_force_waits_a_second_instead_of_looping(
+    producer: Producer, registry: Registry, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    starts: list[float] = []
+
+    @twenty_jobs.job(queue=Q, name="T", registry=registry)
+    async def t(data: Any, ctx: twenty_jobs.JobContext) -> None:
+        starts.append(now_ms())
+        if len(starts) == 1:
+            raise twenty_jobs.RateLimitError()  # no ctx.rate_limit(ms) first
+
+    await producer.add(Q, "T", {})
+    assert await burst(prefix, registry, [Q]) == 0
+    assert len(starts) == 2 and starts[1] - starts[0] >= 900
+    assert "raised RateLimitError with no rate limit in force" in caplog.text

@@ -71,6 +71,9 @@ FETCH_RETRY_DELAY_S = 1.0
 # Redis caps a BZPOPMIN timeout here (BullMQ: long blocks outlive reconnections badly).
 MAX_BLOCK_S = 10.0
 MIN_BLOCK_S = 0.001
+# A RateLimitError with no limit in force (no ctx.rate_limit before it): wait this long anyway, or
+# the job just put back would be fetched again at once, in a loop.
+UNLIMITED_RATE_LIMIT_WAIT_MS = 1000
 # How deep into `active` to look for the job a failed fetching script left there (it is pushed
 # to the head; other workers may have pushed a few more meanwhile).
 RECOVERY_SCAN = 100
@@ -454,8 +457,12 @@ class QueueWorker:
             left_ms = await move_job_back_to_wait(self.conn, self.keys, job.id, token)
         except Exception as exc:
             return await self._not_recorded(job, token, "moved back to wait", exc, started)
-        if left_ms:
-            self._limited_until = max(self._limited_until, time.monotonic() + left_ms / 1000)
+        if not left_ms and time.monotonic() >= self._limited_until:
+            log.warning("queue %s: job #%s raised RateLimitError with no rate limit in force; call `await "
+                        "ctx.rate_limit(ms)` before raising it. Waiting %d ms.", self.name, job.id,
+                        UNLIMITED_RATE_LIMIT_WAIT_MS)
+            left_ms = UNLIMITED_RATE_LIMIT_WAIT_MS
+        self._limited_until = max(self._limited_until, time.monotonic() + left_ms / 1000)
         self.observers.finished(self.name, job, "rate_limited", (time.perf_counter() - started) * 1000, error)
         return None
 

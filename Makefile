@@ -30,7 +30,7 @@ services:
 	bash scripts/ensure-services.sh
 
 lint: install lint-deploy
-	$(BIN)/ruff check twenty_jobs tests interop_tests benchmarks
+	$(BIN)/ruff check twenty_jobs tests interop_tests benchmarks examples
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

@@ -127,9 +127,12 @@ async def test_python_failure_is_readable_by_node(node: Node, redis_url: str, pr
     assert view["attemptsMade"] == 2
     assert view["finishedOn"] is not None and view["processedOn"] is not None
     assert len(view["stacktrace"]) == 2  # one per failed attempt, as Node records its own
-    for frame in view["stacktrace"]:
-        assert frame.startswith("Traceback (most recent call last):")
-        assert frame.rstrip().endswith(f"ValueError: {FAIL_MESSAGE}")
+    for entry in view["stacktrace"]:
+        # Node's shape: `ErrorType: message` first, then the handler's frames, not the worker's.
+        first, *frames = entry.split("\n")
+        assert first == f"ValueError: {FAIL_MESSAGE}"
+        assert frames[0].strip().startswith('File "') and frames[0].endswith(", in handler")
+        assert "twenty_jobs/runtime" not in entry
 
     failed = (await node("failed", queue=QUEUE))["jobs"]
     assert [(j["id"], j["failedReason"], j["attemptsMade"]) for j in failed] == [(added["id"], FAIL_MESSAGE, 2)]
@@ -145,6 +148,8 @@ async def test_unknown_job_name_fails_at_once_with_a_reason_node_can_read(
         view = await wait_for_job_state(node, QUEUE, added["id"], "failed")
     assert "NobodyHandlesThis" in view["failedReason"]
     assert view["attemptsMade"] == 1  # unrecoverable: no retries spent on it
+    # The worker's own failure: the first line alone, no traceback of the worker's internals.
+    assert view["stacktrace"] == [f"WorkerFailure: {view['failedReason']}"]
     assert recorder.records == []
 
 

@@ -68,6 +68,4 @@ async def test_worker_startup_warns_when_node_5_shares_a_served_queue(
         assert "Node bullmq 5.40.0 (below 6)" in text
         assert "stalledCounter" in text and "`stc`" in text and "pause/resume" in text
     finally:
-        await worker._close_clients()
-        for w in worker.workers:
-            await w.close()
+        await worker.close()

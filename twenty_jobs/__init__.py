@@ -8,11 +8,17 @@
 Run handlers with `twenty-jobs work --import my_module`; enqueue with `twenty_jobs.Producer`.
 """
 
-from twenty_jobs.errors import ConfigError, PermanentJobError, RetryJob, TwentyJobsError
+from twenty_jobs.errors import ConfigError, PermanentJobError, RateLimitError, RetryJob, TwentyJobsError
+from twenty_jobs.runtime.blocking import BlockingJobContext
 from twenty_jobs.runtime.context import JobContext
+from twenty_jobs.runtime.events import EventListener, JobEvent
+from twenty_jobs.runtime.job_defaults import CustomBackoff, JobDefaults, KeepJobs
+from twenty_jobs.runtime.lifecycle import WorkerContext
 from twenty_jobs.runtime.producer import BulkItem, Producer
-from twenty_jobs.runtime.registry import Registry, default_registry, job
+from twenty_jobs.runtime.queue_options import queue_settings
+from twenty_jobs.runtime.registry import Registry, default_registry, job, on_shutdown, on_startup
 from twenty_jobs.twenty.options import Backoff, JobOptions
+from twenty_jobs.wire.scripts.worker import Limiter
 
 __version__ = "0.1.0"
 
@@ -21,17 +27,29 @@ MessageQueue = Producer
 
 __all__ = [
     "Backoff",
+    "BlockingJobContext",
     "BulkItem",
     "ConfigError",
+    "CustomBackoff",
+    "EventListener",
     "JobContext",
+    "JobDefaults",
+    "JobEvent",
     "JobOptions",
+    "KeepJobs",
+    "Limiter",
     "MessageQueue",
     "PermanentJobError",
     "Producer",
+    "RateLimitError",
     "Registry",
     "RetryJob",
     "TwentyJobsError",
+    "WorkerContext",
     "__version__",
     "default_registry",
     "job",
+    "on_shutdown",
+    "on_startup",
+    "queue_settings",
 ]

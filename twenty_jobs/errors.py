@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from bullmq.custom_errors import UnrecoverableError
-
 
 class TwentyJobsError(Exception):
     """Base class of every error twenty-jobs raises on purpose."""
@@ -17,7 +15,11 @@ class RedisUnavailableError(TwentyJobsError):
     """Redis could not be reached."""
 
 
-class PermanentJobError(UnrecoverableError):  # type: ignore[misc]
+class StartupError(TwentyJobsError):
+    """A worker could not start (a startup hook failed); the message says which and why."""
+
+
+class PermanentJobError(TwentyJobsError):
     """Fail the job now, with no further attempts (bad data, a 4xx answer, an unknown job name)."""
 
 
@@ -40,3 +42,14 @@ class HandOffJob(PermanentJobError):
     worker) without using an attempt, as a job name with no handler does; otherwise it fails with
     this message, which names the feature.
     """
+
+
+class RateLimitError(TwentyJobsError):
+    """Put this job back in wait without using an attempt (Node bullmq's `RateLimitError`).
+
+    Raise it after `await ctx.rate_limit(ms)` (a 429 from an API, say): the job waits with the
+    others until the queue's rate limit ends, and runs again then as the same attempt.
+    """
+
+    def __init__(self, message: str = "bullmq:rateLimitExceeded") -> None:
+        super().__init__(message)

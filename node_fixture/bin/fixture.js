@@ -165,6 +165,10 @@ async function cmdWork(opts) {
   const stalledInterval = int(opts, 'stalled-interval', undefined);
   if (stalledInterval !== undefined) workerOpts.stalledInterval = stalledInterval;
   if (opts.metrics) workerOpts.metrics = { maxDataPoints: bullmq.MetricsTime.ONE_WEEK };
+  // A Node app's rate limiter, `{max, duration}`: shared with every worker of the queue through
+  // the queue's `limiter` key.
+  const limiter = json(opts, 'limiter', undefined);
+  if (limiter !== undefined) workerOpts.limiter = limiter;
 
   let done = 0;
   let finish;

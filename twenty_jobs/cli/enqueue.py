@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from twenty_jobs.cli.context import check_queues, connect, settings_from
+from twenty_jobs.cli.context import check_queues, connect, import_modules, settings_from
 from twenty_jobs.cli.errors import fail, run
 from twenty_jobs.cli.inputs import parse_backoff, read_data_arg
 from twenty_jobs.cli.options import (
@@ -18,6 +18,7 @@ from twenty_jobs.cli.options import (
     RedisUrlOpt,
 )
 from twenty_jobs.runtime.producer import Producer
+from twenty_jobs.runtime.registry import default_registry
 from twenty_jobs.twenty.options import MAX_PRIORITY
 
 
@@ -40,9 +41,12 @@ def enqueue(
         ),
     ] = None,
     retry_limit: Annotated[
-        int,
-        typer.Option("--retry-limit", metavar="N", min=0, max=MAX_RETRY_LIMIT, help="Retries after the first attempt."),
-    ] = 0,
+        int | None,
+        typer.Option(
+            "--retry-limit", metavar="N", min=0, max=MAX_RETRY_LIMIT,
+            help="Retries after the first attempt (default: the queue's declared attempts, else 0).",
+        ),
+    ] = None,
     delay: Annotated[
         int | None,
         typer.Option(
@@ -55,6 +59,14 @@ def enqueue(
     ] = None,
     allow_duplicate: Annotated[bool, typer.Option("--allow-duplicate", help="Skip Twenty's dedupe by id.")] = False,
     custom_queue: CustomQueueOpt = False,
+    import_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--import", "-i", metavar="MODULE",
+            help="Import this module first: the default job options it declares for the queue apply "
+            "(twenty_jobs.queue_settings; repeatable).",
+        ),
+    ] = None,
     redis_url: RedisUrlOpt = None,
     prefix: PrefixOpt = None,
 ) -> None:
@@ -62,10 +74,13 @@ def enqueue(
     settings = settings_from(redis_url, prefix)
     payload = read_data_arg(data)
     backoff_opt = parse_backoff(backoff) if backoff else None
+    import_modules(import_ or [], builtin=False)
+    # A queue the imported modules declare is known, like Twenty's.
+    declared = queue in default_registry.job_defaults or queue in default_registry.queues()
 
     async def go() -> str | None:
         async with connect(settings, what="enqueue") as client:
-            await check_queues(client, settings.prefix, [queue], custom=custom_queue)
+            await check_queues(client, settings.prefix, [queue], custom=custom_queue or declared)
             producer = Producer(settings.queue_redis_url, prefix=settings.prefix, allow_any_queue=True, client=client)
             return await producer.add(
                 queue,

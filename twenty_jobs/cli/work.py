@@ -11,6 +11,7 @@ import typer
 from twenty_jobs import __version__
 from twenty_jobs.cli.context import import_modules, settings_from
 from twenty_jobs.cli.errors import fail, run
+from twenty_jobs.cli.limits import parse_limits
 from twenty_jobs.cli.options import (
     MAX_CONCURRENCY,
     MAX_LOCK_DURATION_MS,
@@ -94,6 +95,14 @@ def work(
             help="Override every queue's maxStalledCount (Twenty: 1).",
         ),
     ] = None,
+    limit: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--limit", metavar="[QUEUE=]MAX/DURATION_MS",
+            help="Rate limit: at most MAX job starts per DURATION_MS over every worker of the queue, Node or "
+            "Python (BullMQ's limiter; repeatable, one per queue). Without QUEUE=: every served queue.",
+        ),
+    ] = None,
     log_level: Annotated[LogLevel, typer.Option("--log-level", case_sensitive=False, help="Log level.")] = (
         LogLevel.INFO
     ),
@@ -140,6 +149,7 @@ def work(
         settings.worker_enabled_queues,
         [*settings.worker_excluded_queues, *(exclude_queue or [])],
     )
+    every_limiter, limited_queues = parse_limits(limit or [], served)
     try:
         # After --import, so a tracer/meter provider set up by the user's modules is seen.
         extras = build_worker_services(metrics_port, metrics_host=metrics_host)
@@ -157,6 +167,8 @@ def work(
         lock_duration_ms=lock_duration_ms,
         stalled_interval_ms=stalled_interval_ms,
         max_stalled_count=max_stalled_count,
+        limiter=every_limiter,
+        queue_settings=limited_queues,
     )
     if process_count > 1:
         raise typer.Exit(_supervise(process_count, grace))

@@ -46,9 +46,8 @@ from twenty_jobs.twenty.queues import KNOWN_QUEUES
 from twenty_jobs.wire.keys import heartbeat_key, heartbeat_pattern, job_key, queue_key
 
 if TYPE_CHECKING:
-    from bullmq import Job
-
     from twenty_jobs.runtime.worker import TwentyWorker
+    from twenty_jobs.wire.job import JobRecord as Job
 
 log = logging.getLogger("twenty_jobs.observability.health")
 
@@ -274,8 +273,8 @@ class Heartbeat:
                     interval_ms=int(self.interval_s * 1000),
                     queues=served,
                     handlers=sorted(qw.handlers),
-                    concurrency=int(qw.opts.get("concurrency") or 1),
-                    active=len(qw.jobs),
+                    concurrency=qw.concurrency,
+                    active=len(qw.active),
                     completed=tally.completed,
                     failed=tally.failed,
                     retried=tally.retried,

@@ -37,9 +37,8 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 from twenty_jobs.runtime.context import workspace_id_of
 
 if TYPE_CHECKING:
-    from bullmq import Job
-
     from twenty_jobs.ops.snapshot import QueueSnapshot
+    from twenty_jobs.wire.job import JobRecord as Job
 
 METER_NAME = "twenty-server"
 TRACER_NAME = "twenty-jobs"
@@ -198,7 +197,7 @@ class OtelObserver:
             attributes={
                 **dict(attrs),
                 "job_id": str(job.id),
-                "attempt": job.attemptsMade + 1,
+                "attempt": job.attempts_made + 1,
                 "messaging.system": "bullmq",
                 "messaging.operation.type": "process",
                 "messaging.destination.name": queue,

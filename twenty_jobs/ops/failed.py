@@ -14,11 +14,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
-from bullmq import Queue
 
 from twenty_jobs.errors import ConfigError
 from twenty_jobs.runtime.context import workspace_id_of
-from twenty_jobs.wire.keys import job_key, meta_key, queue_key
+from twenty_jobs.wire.keys import QueueKeys, job_key, meta_key, queue_key
+from twenty_jobs.wire.lua import ClientRunner
+from twenty_jobs.wire.scripts.queue import clean_jobs_in_set, move_jobs_to_wait, reprocess_job
 
 # Jobs moved or deleted per Lua call: big enough to be quick, small enough that one call stays
 # in the low milliseconds (Node's `retryJobs` defaults to 1000 too).
@@ -107,11 +108,6 @@ async def list_failed(client: aioredis.Redis, prefix: str, queue: str, limit: in
     return out
 
 
-def _queue(client: aioredis.Redis, prefix: str, name: str) -> Queue:
-    # The port uses the client as-is and never closes it (we never call Queue.close()).
-    return Queue(name, {"connection": client, "prefix": prefix})
-
-
 async def refuse_if_paused(client: aioredis.Redis, prefix: str, queue: str) -> None:
     """The port's scripts push retried jobs to `wait` even on a paused queue (BullMQ 6 semantics);
     a Node bullmq 5 `resume()` then RENAMEs its `paused` list over `wait` and those jobs vanish
@@ -140,16 +136,8 @@ async def retry_one(client: aioredis.Redis, prefix: str, queue: str, job_id: str
             f"job '{job_id}' on queue '{queue}' {where}; `twenty-jobs failed list {queue}` shows the failed ones"
         )
     opts_obj = _json(opts)
-    ref = _JobRef(job_id, opts_obj if isinstance(opts_obj, dict) else {})
-    await _queue(client, prefix, queue).backend.scripts.reprocessJob(ref, "failed", {})
-
-
-@dataclass(slots=True)
-class _JobRef:
-    """What the port's `reprocessJob` reads from a Job (its id and `lifo`), without parsing data."""
-
-    id: str
-    opts: dict[str, Any]
+    lifo = bool(opts_obj.get("lifo")) if isinstance(opts_obj, dict) else False
+    await reprocess_job(ClientRunner(client), QueueKeys(prefix, queue), job_id, "failed", lifo=lifo)
 
 
 async def retry_all(
@@ -168,10 +156,10 @@ async def retry_all(
     await refuse_if_paused(client, prefix, queue)
     failed_key = queue_key(prefix, queue, "failed")
     total = int(await client.zcount(failed_key, 0, now_ms))
-    scripts = _queue(client, prefix, queue).backend.scripts
+    runner, keys = ClientRunner(client), QueueKeys(prefix, queue)
     done = 0
     while done < total:
-        more = await scripts.retryJobs("failed", batch, now_ms)
+        more = await move_jobs_to_wait(runner, keys, "failed", count=batch, timestamp=now_ms)
         done = total - int(await client.zcount(failed_key, 0, now_ms))
         if progress is not None:
             progress(done, total)
@@ -193,10 +181,10 @@ async def clean_failed(
     """Delete failed jobs that finished more than `older_than_ms` ago (job hash, logs and all),
     `batch` per Lua call (Node's `queue.clean(grace, limit, 'failed')`)."""
     total = int(await client.zcount(queue_key(prefix, queue, "failed"), 0, now_ms - older_than_ms))
-    scripts = _queue(client, prefix, queue).backend.scripts
+    runner, keys = ClientRunner(client), QueueKeys(prefix, queue)
     done = 0
     while done < total:
-        removed = await scripts.cleanJobsInSet("failed", older_than_ms, batch)
+        removed = await clean_jobs_in_set(runner, keys, "failed", grace_ms=older_than_ms, limit=batch)
         done += len(removed)
         if progress is not None:
             progress(min(done, total), total)

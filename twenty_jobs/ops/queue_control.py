@@ -9,9 +9,11 @@ from __future__ import annotations
 from typing import Literal
 
 import redis.asyncio as aioredis
-from bullmq import Queue
 
 from twenty_jobs.wire.compat import refuse_pause_resume
+from twenty_jobs.wire.keys import QueueKeys
+from twenty_jobs.wire.lua import ClientRunner
+from twenty_jobs.wire.scripts import queue as queue_scripts
 
 Action = Literal["pause", "resume"]
 
@@ -19,5 +21,5 @@ Action = Literal["pause", "resume"]
 async def pause_or_resume(client: aioredis.Redis, prefix: str, queue: str, action: Action, *, force: bool) -> None:
     """Pause or resume `queue`; raises PauseResumeRefused (a ConfigError) under the guard."""
     await refuse_pause_resume(client, prefix, queue, action=action, force=force)
-    q = Queue(queue, {"connection": client, "prefix": prefix})
-    await (q.pause() if action == "pause" else q.resume())
+    change = queue_scripts.pause if action == "pause" else queue_scripts.resume
+    await change(ClientRunner(client), QueueKeys(prefix, queue))

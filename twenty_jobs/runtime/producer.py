@@ -1,15 +1,19 @@
 """Enqueue jobs the way Twenty's `MessageQueueService` does, so Twenty's Node worker (or ours)
 takes them as its own: same job ids, priorities, attempts, retention, dedupe and cron schedulers.
+
+Jobs are written by BullMQ's own add scripts (wire/scripts/queue.py), in one MULTI per call; on a
+queue that a Node bullmq < 6 has paused, plain jobs go to the legacy `paused` list, where that
+Node's resume finds them (docs/mixed-versions.md).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
-from bullmq import Queue
 
 from twenty_jobs.connection.client import make_client, ping_or_raise
 from twenty_jobs.errors import ConfigError
@@ -25,7 +29,12 @@ from twenty_jobs.twenty.options import (
     is_already_waiting,
 )
 from twenty_jobs.twenty.queues import check_queue_name
-from twenty_jobs.wire.keys import DEFAULT_PREFIX
+from twenty_jobs.wire.keys import DEFAULT_PREFIX, QueueKeys
+from twenty_jobs.wire.lua import ClientRunner
+from twenty_jobs.wire.scripts.queue import Added, NewJob, add_jobs, get_ranges
+from twenty_jobs.wire.scripts.schedulers import InvalidSchedule, Repeat, add_job_scheduler, remove_job_scheduler
+
+log = logging.getLogger("twenty_jobs.producer")
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,8 +48,11 @@ class BulkItem:
 class Producer:
     """Adds jobs to BullMQ queues on one Redis.
 
-    Queue names are checked against Twenty's queues and the queues that registered handlers
-    serve; pass `allow_any_queue=True` for another Node BullMQ application's queues.
+    Queue names are checked against Twenty's queues, the queues that registered handlers
+    serve and those with declared default job options; pass `allow_any_queue=True` for another
+    Node BullMQ application's queues. A queue's declared default job options
+    (`twenty_jobs.queue_settings(queue, job_defaults=...)`, runtime/job_defaults.py) apply to
+    every job added to it, where the call does not say otherwise.
     """
 
     def __init__(
@@ -61,7 +73,8 @@ class Producer:
         self.registry = registry or default_registry
         self._owns_client = client is None
         self.client = client or make_client(self.redis_url, what="producer")
-        self._queues: dict[str, Queue] = {}
+        self._runner = ClientRunner(self.client)
+        self._keys: dict[str, QueueKeys] = {}
 
     async def __aenter__(self) -> Producer:
         return self
@@ -76,29 +89,25 @@ class Producer:
     async def ping(self) -> None:
         await ping_or_raise(self.client, self.redis_url)
 
-    def queue(self, name: str) -> Queue:
-        """The bullmq Queue for `name` on this producer's connection (created once)."""
-        q = self._queues.get(name)
-        if q is None:
+    def keys(self, name: str) -> QueueKeys:
+        """The Redis keys of queue `name` (checked once, see `check_queue`)."""
+        keys = self._keys.get(name)
+        if keys is None:
             self.check_queue(name)
-            # The port uses a client instance as-is; it never closes it because we never call
-            # Queue.close() (the producer owns the connection).
-            q = Queue(name, {"connection": self.client, "prefix": self.prefix})
-            self._queues[name] = q
-        return q
+            keys = self._keys[name] = QueueKeys(self.prefix, name)
+        return keys
 
     def check_queue(self, name: str) -> None:
         check_queue_name(
             name,
-            accepted=self.registry.queues(),
+            accepted=[*self.registry.queues(), *self.registry.job_defaults],
             allow_custom=self.allow_any_queue,
             how_to_allow="declare a handler for it or create the Producer with allow_any_queue=True",
         )
 
     async def waiting_job_ids(self, queue: str) -> list[str]:
         """Ids of the queue's waiting and prioritized jobs (what Twenty's dedupe looks at)."""
-        ids: list[str] = await self.queue(queue).scripts.getRanges(list(DEDUPE_STATES), 0, -1)
-        return ids
+        return await get_ranges(self._runner, self.keys(queue), DEDUPE_STATES)
 
     async def add(
         self,
@@ -108,19 +117,22 @@ class Producer:
         *,
         id: str | None = None,
         priority: int | None = None,
-        retry_limit: int = 0,
+        retry_limit: int | None = None,
         delay: int | None = None,
         backoff: Backoff | None = None,
         allow_duplicate: bool = False,
     ) -> str | None:
         """Add one job; returns its id, or None when Twenty's dedupe skipped it (a job with the
-        same `id`, or `<id>-<uuid>`, is already waiting)."""
-        options = JobOptions(id=id, priority=priority, retry_limit=retry_limit, delay=delay, backoff=backoff)
-        q = self.queue(queue)
+        same `id`, or `<id>-<uuid>`, is already waiting). `retry_limit` None: the queue's default
+        attempts, else none."""
+        options = JobOptions(id=id, priority=priority, retry_limit=retry_limit or 0, delay=delay, backoff=backoff)
+        keys = self.keys(queue)
         if id and not allow_duplicate and is_already_waiting(await self.waiting_job_ids(queue), id):
             return None
-        job = await q.add(name, _stored_data(data), bullmq_job_opts(queue, options))
-        return str(job.id)
+        opts = self._with_defaults(queue, bullmq_job_opts(queue, options), retry_limit, backoff)
+        added = await add_jobs(self.client, keys, [NewJob(name, _stored_data(data), opts)])
+        self._note(queue, added)
+        return added.ids[0]
 
     async def add_bulk(
         self,
@@ -129,28 +141,39 @@ class Producer:
         items: Sequence[BulkItem | Any],
         *,
         priority: int | None = None,
-        retry_limit: int = 0,
+        retry_limit: int | None = None,
         delay: int | None = None,
         backoff: Backoff | None = None,
     ) -> list[str]:
         """Add many jobs in one round trip (Twenty's newest `bulkAdd`): items whose job id is
         already waiting are dropped; the ids of the added jobs are returned in order."""
-        options = JobOptions(priority=priority, retry_limit=retry_limit, delay=delay, backoff=backoff)
-        q = self.queue(queue)
+        options = JobOptions(priority=priority, retry_limit=retry_limit or 0, delay=delay, backoff=backoff)
+        keys = self.keys(queue)
         bulk = [it if isinstance(it, BulkItem) else BulkItem(it) for it in items]
         if any(it.job_id for it in bulk):
             waiting = await self.waiting_job_ids(queue)
             bulk = [it for it in bulk if not (it.job_id and is_already_waiting(waiting, it.job_id))]
         if not bulk:
             return []
-        jobs = await q.addBulk(
-            [
-                {"name": name, "data": _stored_data(it.data),
-                 "opts": bullmq_job_opts(queue, options, job_id=it.job_id)}
-                for it in bulk
-            ]
-        )
-        return [str(j.id) for j in jobs]
+        added = await add_jobs(self.client, keys, [
+            NewJob(name, _stored_data(it.data),
+                   self._with_defaults(queue, bullmq_job_opts(queue, options, job_id=it.job_id), retry_limit, backoff))
+            for it in bulk
+        ])
+        self._note(queue, added)
+        return added.ids
+
+    def _with_defaults(self, queue: str, opts: dict[str, Any], retry_limit: int | None,
+                       backoff: Backoff | None) -> dict[str, Any]:
+        defaults = self.registry.job_defaults.get(queue)
+        if defaults is None:
+            return opts
+        return defaults.applied_to(opts, attempts_given=retry_limit is not None, backoff_given=backoff is not None)
+
+    def _note(self, queue: str, added: Added) -> None:
+        if added.into_legacy_paused:
+            log.info("queue '%s' is paused by a Node bullmq below 6: %d job(s) added to its `paused` list, where "
+                     "that Node's resume() moves them back to wait", queue, len(added.ids))
 
     async def add_cron(
         self,
@@ -168,22 +191,19 @@ class Producer:
         `<name>.<job_id>`); returns the scheduler id."""
         if (pattern is None) == (every_ms is None):
             raise ConfigError("a cron needs exactly one of pattern= (cron expression) or every_ms=")
-        repeat: dict[str, Any] = {"pattern": pattern} if pattern else {"every": every_ms}
-        if tz:
-            repeat["tz"] = tz
         scheduler_id = cron_scheduler_id(name, job_id)
         try:
-            await self.queue(queue).upsertJobScheduler(
-                scheduler_id, repeat, name, _stored_data(data), cron_template_opts(priority)
+            await add_job_scheduler(
+                self._runner, self.keys(queue), scheduler_id, Repeat(pattern=pattern, every=every_ms, tz=tz),
+                name=name, data=_stored_data(data), template_opts=cron_template_opts(priority),
             )
-        except ValueError as exc:  # croniter and the port raise ValueError subclasses for bad patterns
+        except InvalidSchedule as exc:
             raise ConfigError(f"invalid cron for '{scheduler_id}': {exc}") from None
         return scheduler_id
 
     async def remove_cron(self, queue: str, name: str, *, job_id: str | None = None) -> bool:
         """Remove the job scheduler (Twenty's `removeCron`); True if one existed."""
-        removed = await self.queue(queue).removeJobScheduler(cron_scheduler_id(name, job_id))
-        return removed == 0 or removed is True
+        return await remove_job_scheduler(self._runner, self.keys(queue), cron_scheduler_id(name, job_id))
 
 
 def _stored_data(data: Any) -> Any:

@@ -6,21 +6,29 @@
 When the `data` parameter is annotated with a pydantic model (or any type pydantic can validate,
 such as `list[Model]`), the stored data is validated first and a mismatch fails the job for good
 with the validation message. `dict`, `list`, `Any` or no annotation pass the data as stored.
+
+A plain `def` handler is a blocking one: it runs on a thread of the queue worker's pool, with a
+BlockingJobContext (runtime/threads.py, runtime/blocking.py).
 """
 
 from __future__ import annotations
 
 import inspect
 import typing
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 
 from twenty_jobs.errors import ConfigError, PermanentJobError
+from twenty_jobs.runtime.config import QueueSettings
+from twenty_jobs.runtime.job_defaults import JobDefaults
+from twenty_jobs.runtime.lifecycle import LifecycleHook
 
-Handler = Callable[..., Awaitable[Any]]
+# `async def handler(data[, ctx])`, awaited on the loop, or `def handler(data[, ctx])`, run on a thread.
+Handler = Callable[..., Any]
+HandlerT = TypeVar("HandlerT", bound=Handler)
 
 # Annotations that mean "give me the data as stored": no validation.
 _PASSTHROUGH: tuple[Any, ...] = (inspect.Parameter.empty, Any, dict, list, object, dict, list)
@@ -44,6 +52,8 @@ class JobHandler:
     adapter: TypeAdapter[Any] | None
     cron: CronSpec | None = None
     wants_ctx: bool = True
+    # A plain `def`: run on a thread with `call_blocking`, not awaited on the loop.
+    blocking: bool = False
 
     def parse(self, data: Any) -> Any:
         """The handler's view of the stored data; raises PermanentJobError on a mismatch."""
@@ -62,6 +72,11 @@ class JobHandler:
             return await self.func(parsed, ctx)
         return await self.func(parsed)
 
+    def call_blocking(self, data: Any, ctx: Any) -> Any:
+        """A blocking handler's call (on its thread)."""
+        parsed = self.parse(data)
+        return self.func(parsed, ctx) if self.wants_ctx else self.func(parsed)
+
 
 def summarize_validation(exc: ValidationError, limit: int = 5) -> str:
     """One line: `path: message; path: message` for the first few errors."""
@@ -77,9 +92,27 @@ def summarize_validation(exc: ValidationError, limit: int = 5) -> str:
 
 @dataclass
 class Registry:
-    """An ordered map of (queue, name) -> handler."""
+    """An ordered map of (queue, name) -> handler, the worker lifecycle hooks of the modules
+    that registered them (runtime/lifecycle.py), and what they declared per queue: worker
+    settings and default job options (`twenty_jobs.queue_settings`, runtime/queue_options.py)."""
 
     handlers: dict[tuple[str, str], JobHandler] = field(default_factory=dict)
+    queue_settings: dict[str, QueueSettings] = field(default_factory=dict)
+    job_defaults: dict[str, JobDefaults] = field(default_factory=dict)
+    startup_hooks: list[LifecycleHook] = field(default_factory=list)
+    shutdown_hooks: list[LifecycleHook] = field(default_factory=list)
+
+    def on_startup(self, hook: LifecycleHook) -> LifecycleHook:
+        """Run `hook(worker_context)` once when a worker starts, before its first job."""
+        if hook not in self.startup_hooks:
+            self.startup_hooks.append(hook)
+        return hook
+
+    def on_shutdown(self, hook: LifecycleHook) -> LifecycleHook:
+        """Run `hook(worker_context)` once when a worker stops, after its last job."""
+        if hook not in self.shutdown_hooks:
+            self.shutdown_hooks.append(hook)
+        return hook
 
     def add(self, handler: JobHandler) -> None:
         key = (handler.queue, handler.name)
@@ -113,6 +146,16 @@ class Registry:
 default_registry = Registry()
 
 
+def on_startup(hook: LifecycleHook) -> LifecycleHook:
+    """Decorator: a startup hook of every worker that serves the default registry."""
+    return default_registry.on_startup(hook)
+
+
+def on_shutdown(hook: LifecycleHook) -> LifecycleHook:
+    """Decorator: a shutdown hook of every worker that serves the default registry."""
+    return default_registry.on_shutdown(hook)
+
+
 def _qualname(func: Callable[..., Any]) -> str:
     return f"{func.__module__}.{func.__qualname__}"
 
@@ -144,8 +187,9 @@ def job(
     cron_job_id: str | None = None,
     cron_data: Any = None,
     registry: Registry | None = None,
-) -> Callable[[Handler], Handler]:
+) -> Callable[[HandlerT], HandlerT]:
     """Register `async def handler(data, ctx)` for job `name` (default: the function name) on `queue`.
+    A plain `def handler(data, ctx)` is run on a thread (blocking or CPU-bound work).
 
     `cron`/`every_ms` declare a schedule that `twenty-jobs cron register` installs as a BullMQ
     job scheduler (id = name, or `<name>.<cron_job_id>`), as Twenty's `cron:*` commands do.
@@ -153,9 +197,9 @@ def job(
     if cron is not None and every_ms is not None:
         raise ConfigError("give either cron= or every_ms=, not both")
 
-    def register(func: Handler) -> Handler:
-        if not inspect.iscoroutinefunction(func):
-            raise ConfigError(f"handler {_qualname(func)} must be an async function (async def)")
+    def register(func: HandlerT) -> HandlerT:
+        if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
+            raise ConfigError(f"handler {_qualname(func)} is a generator: make it return its result (def or async def)")
         n_params = len(inspect.signature(func).parameters)
         spec = None
         if cron is not None or every_ms is not None:
@@ -167,6 +211,7 @@ def job(
             adapter=_data_adapter(func),
             cron=spec,
             wants_ctx=n_params >= 2,
+            blocking=not inspect.iscoroutinefunction(func),
         )
         (registry or default_registry).add(handler)
         return func

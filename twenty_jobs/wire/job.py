@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,13 +25,12 @@ from typing import Any
 MAX_SAFE_INT = 2**53 - 1
 # BullMQ's highest priority (Node's `Job.validateOptions`).
 MAX_PRIORITY = 2_097_152
-# Counters the Lua scripts HINCRBY (atm, ats, stc; Node 5.40's attemptsMade, stalledCounter): Redis
-# refuses anything but its own integer text there ("3.0", "+7", " 12", "007"), half-way through a
-# script, so such a value must fail the job before any script meets it (docs/fuzz.md).
-_REDIS_INTEGER = re.compile(r"0|[1-9][0-9]*")
-# Other numbers are read with Lua's tonumber and JavaScript's parseInt: ASCII number text, which
-# JavaScript may write as "3.0" or "1e+21" (no "1_000", " 12" or non-ASCII digits).
-_JS_NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?")
+# The job-hash counters BullMQ's scripts HINCRBY (attempts made, attempts started, stalls).
+COUNTER_FIELDS = ("atm", "ats", "stc")
+# What Redis's HINCRBY accepts in a hash field: a decimal integer without sign, leading zero or
+# space, within 64 bits (docs/bullmq-wire.md, "The job hash"). Anything else makes the calling
+# script fail half-way. (Negative counts are valid for Redis but not for BullMQ.)
+MAX_COUNTER_DIGITS = 18
 # How many attempts a job may ask for. Node accepts any number, but beyond this the retry loop of
 # a job that always fails would run for longer than any Redis keeps its data.
 MAX_ATTEMPTS = 1_000_000
@@ -59,15 +57,22 @@ class Backoff:
     jitter: float = 0.0
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class JobOptions:
-    """The options in `opts` that the worker acts on; `raw` keeps everything as stored."""
+    """The options in `opts` that the worker acts on; `raw` keeps everything as stored.
+
+    Jobs whose `opts` text is the same share one JobOptions (Twenty's jobs of a queue all carry
+    the same options): treat `raw` as read-only."""
 
     raw: dict[str, Any]
     attempts: int = 1
     backoff: Backoff | None = None
-    remove_on_complete: bool | int | dict[str, int] = False
-    remove_on_fail: bool | int | dict[str, int] = False
+    # None: not set on the job (the worker's default applies; BullMQ's own default keeps jobs).
+    remove_on_complete: bool | int | dict[str, int] | None = None
+    remove_on_fail: bool | int | dict[str, int] | None = None
+    lifo: bool = False
+    stack_trace_limit: int | None = None
+    keep_logs: int | None = None
     fail_parent_on_failure: bool = False
     continue_parent_on_failure: bool = False
     ignore_dependency_on_failure: bool = False
@@ -101,6 +106,10 @@ class JobRecord:
     workspace_id: str | None = None
 
 
+# Parsed options per distinct `opts` text (a queue's jobs mostly share one or two).
+OPTS_CACHE_SIZE = 256
+_OPTS_CACHE: dict[str, JobOptions] = {}
+
 # Options whose presence ties a job to a flow parent.
 _PARENT_FLAGS = ("fpof", "cpof", "idof", "rdof")
 
@@ -110,7 +119,13 @@ def parse_job_hash(job_id: str, fields: Mapping[str, str]) -> JobRecord:
     reader = _FieldReader(job_id, fields)
     name = reader.text("name", required=True) or ""
     reader.name = name
-    opts = _parse_opts(reader, reader.json_value("opts", default={}))
+    opts_text = reader.text("opts") or ""
+    opts = _OPTS_CACHE.get(opts_text)
+    if opts is None:
+        opts = _parse_opts(reader, reader.json_value("opts", default={}))
+        if len(_OPTS_CACHE) >= OPTS_CACHE_SIZE:
+            _OPTS_CACHE.clear()
+        _OPTS_CACHE[opts_text] = opts
     record = JobRecord(
         id=reader.check_id(),
         name=name,
@@ -119,24 +134,92 @@ def parse_job_hash(job_id: str, fields: Mapping[str, str]) -> JobRecord:
         timestamp=reader.integer("timestamp") or 0,
         delay=reader.integer("delay") or 0,
         priority=reader.integer("priority") or 0,
-        # Older BullMQ wrote `attemptsMade` and `stalledCounter`; the scripts the worker runs keep
-        # `atm` and `stc`, so those win whenever present, even at 0 (docs/bullmq-wire.md).
-        attempts_made=reader.counter("atm", "attemptsMade"),
-        attempts_started=reader.counter("ats"),
-        stalled_counter=reader.counter("stc", "stalledCounter"),
         processed_on=reader.integer("processedOn"),
-        finished_on=reader.integer("finishedOn"),
-        failed_reason=reader.text("failedReason"),
-        deferred_failure=reader.text("defa"),
-        repeat_job_key=reader.text("rjk"),
-        parent=_parse_parent(reader),
-        parent_key=reader.text("parentKey"),
-        progress=reader.json_value("progress", default=0),
-        returnvalue=reader.json_value("returnvalue", default=None, lenient=True),
-        stacktrace=_parse_stacktrace(reader),
     )
+    # The rest is present on some jobs only: read what is there.
+    present = fields.keys() & _OPTIONAL_FIELDS
+    if present:
+        _read_optional(reader, record, present)
     record.workspace_id = workspace_id_of(record.data)
     return record
+
+
+_OPTIONAL_FIELDS = frozenset({
+    "atm", "attemptsMade", "ats", "stc", "stalledCounter", "finishedOn", "failedReason", "defa", "rjk",
+    "parentKey", "parent", "progress", "returnvalue", "stacktrace",
+})
+
+
+def _read_optional(reader: _FieldReader, record: JobRecord, present: set[str]) -> None:
+    # Node 5.40 wrote `attemptsMade`; BullMQ >= 5.x writes `atm` (docs/bullmq-wire.md).
+    if "atm" in present or "attemptsMade" in present:
+        record.attempts_made = reader.counter("atm") or reader.integer("attemptsMade") or 0
+    if "ats" in present:
+        record.attempts_started = reader.counter("ats") or 0
+    if "stc" in present or "stalledCounter" in present:
+        record.stalled_counter = reader.counter("stc") or reader.integer("stalledCounter") or 0
+    if "finishedOn" in present:
+        record.finished_on = reader.integer("finishedOn")
+    if "failedReason" in present:
+        record.failed_reason = reader.text("failedReason")
+    if "defa" in present:
+        record.deferred_failure = reader.text("defa")
+    if "rjk" in present:
+        record.repeat_job_key = reader.text("rjk")
+    if "parentKey" in present:
+        record.parent_key = reader.text("parentKey")
+    if "parent" in present:
+        record.parent = _parse_parent(reader)
+    if "progress" in present:
+        record.progress = reader.json_value("progress", default=0)
+    if "returnvalue" in present:
+        record.returnvalue = reader.json_value("returnvalue", default=None, lenient=True)
+    if "stacktrace" in present:
+        record.stacktrace = _parse_stacktrace(reader)
+
+
+def is_counter(value: str | bytes) -> bool:
+    """Whether HINCRBY can add to this stored value (see COUNTER_FIELDS)."""
+    if type(value) is bytes:
+        value = value.decode("ascii", "replace")
+    text = str(value)
+    return text.isascii() and text.isdigit() and (text[0] != "0" or text == "0") and len(text) <= MAX_COUNTER_DIGITS
+
+
+def lua_repairs(fields: Mapping[str, str]) -> dict[str, str]:
+    """Values to store before a script touches a malformed job, so that the script cannot fail
+    half-way on it: each counter HINCRBY cannot add to is set to its whole-number reading, or 0.
+    (`parent`, which the finishing script JSON-decodes, is handled by `parent_breaks_scripts`.)"""
+    repairs: dict[str, str] = {}
+    for name in COUNTER_FIELDS:
+        value = fields.get(name)
+        if value is not None and not is_counter(value):
+            repairs[name] = str(_lenient_whole(value))
+    return repairs
+
+
+def parent_breaks_scripts(fields: Mapping[str, str]) -> bool:
+    """True when the finishing script could not read the job's `parent` field (it JSON-decodes it
+    and builds the parent's key from `queueKey` and `id`)."""
+    raw = fields.get("parent")
+    if raw is None:
+        return False
+    try:
+        parent = json.loads(raw)
+    except (ValueError, RecursionError, UnicodeEncodeError):
+        return True
+    return not (isinstance(parent, dict) and isinstance(parent.get("id"), str | int | float)
+                and isinstance(parent.get("queueKey"), str))
+
+
+def _lenient_whole(value: str) -> int:
+    try:
+        number = float(value)
+    except ValueError:
+        return 0
+    if not math.isfinite(number):
+        return 0
+    return min(max(int(number), 0), MAX_SAFE_INT)
 
 
 def workspace_id_of(data: Any) -> str | None:
@@ -148,16 +231,20 @@ def workspace_id_of(data: Any) -> str | None:
     return None
 
 
-def keep_jobs(setting: bool | int | dict[str, int]) -> dict[str, int]:
-    """`removeOnComplete`/`removeOnFail` as the Lua scripts' `keepJobs`: keep all (`count` -1),
-    none (`count` 0), the last N, or an `{age, count}` window."""
+KEEP_ALL: dict[str, int] = {"count": -1}
+
+
+def keep_jobs(setting: bool | int | dict[str, int] | None) -> dict[str, int]:
+    """`removeOnComplete`/`removeOnFail` as the Lua scripts' `keepJobs`: keep all (`count` -1;
+    also for None, not set), none (`count` 0), the last N, or an `{age, count, limit}` window.
+    The result may be shared: do not modify it."""
     if setting is True:
         return {"count": 0}
-    if setting is False:
-        return {"count": -1}
+    if setting is False or setting is None:
+        return KEEP_ALL
     if isinstance(setting, int):
         return {"count": setting}
-    return dict(setting)
+    return setting  # read-only use: no copy per job
 
 
 class _FieldReader:
@@ -172,7 +259,7 @@ class _FieldReader:
         return MalformedJob(_printable(self.job_id), self.name and _printable(self.name), field_name, problem)
 
     def check_id(self) -> str:
-        if not _is_utf8(self.job_id):
+        if not self.job_id.isascii() and not _is_utf8(self.job_id):
             raise self.fail("id", "is not valid UTF-8")
         return self.job_id
 
@@ -182,9 +269,9 @@ class _FieldReader:
             if required:
                 raise self.fail(key, "is missing")
             return None
-        if not isinstance(value, str):
+        if type(value) is not str:
             raise self.fail(key, f"is not text ({type(value).__name__})")
-        if not _is_utf8(value):
+        if not value.isascii() and not _is_utf8(value):
             raise self.fail(key, "is not valid UTF-8")
         return value
 
@@ -192,13 +279,16 @@ class _FieldReader:
         value = self.text(key)
         if value is None:
             return None
-        if not _JS_NUMBER.fullmatch(value):
-            raise self.fail(key, f"is not a number: {_preview(value)}")
+        if value.isdigit() and value.isascii() and len(value) < 16:  # the common case, quickly
+            return int(value)
         try:
             number = int(value)
         except ValueError:
             # JavaScript writes whole numbers beyond 2^53 or from arithmetic as "1e+21" / "3.0".
-            as_float = float(value)
+            try:
+                as_float = float(value)
+            except ValueError:
+                raise self.fail(key, f"is not a number: {_preview(value)}") from None
             if not math.isfinite(as_float) or not as_float.is_integer():
                 raise self.fail(key, f"is not a whole number: {_preview(value)}") from None
             number = int(as_float)
@@ -206,28 +296,24 @@ class _FieldReader:
             raise self.fail(key, f"is out of range: {_preview(value)}")
         return number
 
-    def counter(self, key: str, legacy: str | None = None) -> int:
-        """A counter the scripts increment: `key`, else the older field `legacy`, else 0."""
-        for name in (key, legacy):
-            if name is None:
-                continue
-            value = self.text(name)
-            if value is None:
-                continue
-            if not _REDIS_INTEGER.fullmatch(value):
-                raise self.fail(name, f"is not a whole number as Redis writes counters: {_preview(value)}")
-            number = int(value)
-            if number > MAX_SAFE_INT:
-                raise self.fail(name, f"is out of range: {_preview(value)}")
-            return number
-        return 0
+    def counter(self, key: str) -> int | None:
+        """A field the scripts HINCRBY: a plain decimal integer, nothing else (see COUNTER_FIELDS)."""
+        value = self.text(key)
+        if value is None:
+            return None
+        if not is_counter(value):
+            raise self.fail(key, f"is not a whole number BullMQ's scripts can count on: {_preview(value)}")
+        number = int(value)
+        if number > MAX_SAFE_INT:
+            raise self.fail(key, f"is out of range: {_preview(value)}")
+        return number
 
     def json_value(self, key: str, *, default: Any, lenient: bool = False) -> Any:
         value = self.text(key)
         if value is None:
             return default
         try:
-            return json.loads(value, parse_constant=_reject_constant)
+            return _JSON.decode(value)
         except RecursionError:
             raise self.fail(key, "is JSON nested too deeply to read") from None
         except ValueError as exc:
@@ -239,33 +325,32 @@ class _FieldReader:
 def _parse_opts(reader: _FieldReader, raw: Any) -> JobOptions:
     if not isinstance(raw, dict):
         raise reader.fail("opts", f"is not a JSON object but {_js_type(raw)}")
-    opts = JobOptions(raw=raw)
     attempts = raw.get("attempts")
-    if attempts is not None:
-        opts.attempts = _whole(reader, "opts.attempts", attempts, 0, MAX_ATTEMPTS)
-    opts.attempts = max(opts.attempts, 1)
-    opts.backoff = _parse_backoff(reader, raw.get("backoff"))
-    opts.remove_on_complete = _parse_keep(reader, "opts.removeOnComplete", raw.get("removeOnComplete"))
-    opts.remove_on_fail = _parse_keep(reader, "opts.removeOnFail", raw.get("removeOnFail"))
-    for short, attr in zip(_PARENT_FLAGS, (
-        "fail_parent_on_failure", "continue_parent_on_failure", "ignore_dependency_on_failure",
-        "remove_dependency_on_failure",
-    ), strict=True):
+    flags = []
+    for short in _PARENT_FLAGS:
         value = raw.get(short)
         if value is not None and not isinstance(value, bool):
             raise reader.fail(f"opts.{short}", f"is not true or false but {_js_type(value)}")
-        setattr(opts, attr, bool(value))
+        flags.append(bool(value))
     for key in ("delay", "priority"):
         if raw.get(key) is not None:
             _whole(reader, f"opts.{key}", raw[key], 0, MAX_PRIORITY if key == "priority" else MAX_SAFE_INT)
-    parent = raw.get("parent")
-    # Node writes {id, queue}; a reader builds the parent's key from both (the port's Job calls
-    # .get on it and fails on anything else).
-    if parent is not None and not (
-        isinstance(parent, dict) and isinstance(parent.get("id"), str) and isinstance(parent.get("queue"), str)
-    ):
-        raise reader.fail("opts.parent", "is not an object with string 'id' and 'queue'")
-    return opts
+    trace_limit, keep_logs = raw.get("stackTraceLimit"), raw.get("kl")  # keepLogs is stored as `kl`
+    return JobOptions(
+        raw=raw,
+        attempts=max(_whole(reader, "opts.attempts", attempts, 0, MAX_ATTEMPTS) if attempts is not None else 1, 1),
+        backoff=_parse_backoff(reader, raw.get("backoff")),
+        remove_on_complete=_parse_keep(reader, "opts.removeOnComplete", raw.get("removeOnComplete")),
+        remove_on_fail=_parse_keep(reader, "opts.removeOnFail", raw.get("removeOnFail")),
+        lifo=bool(raw.get("lifo")),
+        stack_trace_limit=(_whole(reader, "opts.stackTraceLimit", trace_limit, 0, MAX_SAFE_INT)
+                           if trace_limit is not None else None),
+        keep_logs=_whole(reader, "opts.kl", keep_logs, 0, MAX_SAFE_INT) if keep_logs is not None else None,
+        fail_parent_on_failure=flags[0],
+        continue_parent_on_failure=flags[1],
+        ignore_dependency_on_failure=flags[2],
+        remove_dependency_on_failure=flags[3],
+    )
 
 
 def _parse_backoff(reader: _FieldReader, raw: Any) -> Backoff | None:
@@ -288,10 +373,10 @@ def _parse_backoff(reader: _FieldReader, raw: Any) -> Backoff | None:
     return backoff
 
 
-def _parse_keep(reader: _FieldReader, key: str, raw: Any) -> bool | int | dict[str, int]:
+def _parse_keep(reader: _FieldReader, key: str, raw: Any) -> bool | int | dict[str, int] | None:
     """removeOnComplete/removeOnFail: a boolean, a count, or `{age, count, limit}` (seconds, jobs)."""
     if raw is None:
-        return False
+        return None
     if isinstance(raw, bool):
         return raw
     if isinstance(raw, int | float):
@@ -307,14 +392,6 @@ def _parse_keep(reader: _FieldReader, key: str, raw: Any) -> bool | int | dict[s
 
 
 def _parse_parent(reader: _FieldReader) -> dict[str, Any] | None:
-    """`parent` and `parentKey` of a flow child, as the finishing Lua reads them (docs/fuzz.md):
-    `parent` is decoded with cjson, which refuses lone surrogates and deep nesting, so it must be
-    Node's flat `{id, queueKey, fpof?, ...}`; without it the parent's id is what follows the last
-    ':' of `parentKey`."""
-    parent_key = reader.text("parentKey")
-    head, colon, parent_id = parent_key.rpartition(":") if parent_key is not None else ("", "", "")
-    if parent_key is not None and not (head and colon and parent_id):
-        raise reader.fail("parentKey", f"is not '<queue key>:<parent id>': {_preview(parent_key)}")
     parent = reader.json_value("parent", default=None)
     if parent is None:
         return None
@@ -322,9 +399,6 @@ def _parse_parent(reader: _FieldReader) -> dict[str, Any] | None:
         parent.get("queueKey"), str
     ):
         raise reader.fail("parent", "is not an object with string 'id' and 'queueKey'")
-    for name, value in parent.items():
-        if not isinstance(value, str | bool | int | float) or (isinstance(value, str) and not _is_utf8(value)):
-            raise reader.fail("parent", f"member '{_printable(str(name))}' is not a flat string, number or boolean")
     return parent
 
 
@@ -353,6 +427,10 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+# One decoder for every field (json.loads with an option would build a new one per call).
+_JSON = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def _is_utf8(value: str) -> bool:
     try:
         value.encode("utf-8")
@@ -362,12 +440,8 @@ def _is_utf8(value: str) -> bool:
 
 
 def _printable(value: str) -> str:
-    """A value safe to put in a message: invalid UTF-8 bytes shown as escapes (`\\xff`)."""
-    try:
-        raw = value.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:  # a lone surrogate that did not come from a byte
-        return value.encode("utf-8", "backslashreplace").decode("utf-8")
-    return raw.decode("utf-8", "backslashreplace")
+    """A value safe to put in a message: invalid UTF-8 bytes shown as escapes."""
+    return value.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _preview(value: str, limit: int = 40) -> str:

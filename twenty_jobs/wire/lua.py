@@ -8,6 +8,9 @@ twenty-jobs never writes its own. The port (pinned exactly in pyproject.toml) sh
 `LuaScript` is what a connection needs to run one: EVALSHA by its SHA1, and on NOSCRIPT (a
 restarted or flushed Redis) SCRIPT LOAD and EVALSHA again. `run_script` does that on a redis-py
 client (the CLI's and the producer's); the worker's pipelined connection has its own.
+
+The script calls of `wire.scripts` take a `ScriptRunner`: the worker's command connection is one
+as it is (connection/protocol.py), a redis-py client becomes one through `ClientRunner`.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import functools
 import hashlib
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
@@ -63,3 +66,31 @@ async def run_script(client: aioredis.Redis, lua: LuaScript, keys: list[str], ar
     except NoScriptError:
         await client.script_load(lua.text)
         return await client.evalsha(lua.sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call,misc]
+
+
+class ScriptRunner(Protocol):
+    """What the script calls need from a connection (the worker's `CommandConnection` has it)."""
+
+    async def call(self, *args: str | bytes | int | float) -> Any:
+        """One command; its raw reply."""
+        ...
+
+    async def run_script(self, lua: LuaScript, keys: list[str], args: list[Any], *, idempotent: bool) -> Any:
+        """EVALSHA `lua`. `idempotent`: the script may be sent again if its reply was lost."""
+        ...
+
+
+class ClientRunner:
+    """A redis-py client as a `ScriptRunner` (the CLI's and the producer's one-shot calls; their
+    client retries a few times on its own, so `idempotent` is not needed here)."""
+
+    __slots__ = ("client",)
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.client = client
+
+    async def call(self, *args: str | bytes | int | float) -> Any:
+        return await self.client.execute_command(*args)  # type: ignore[no-untyped-call]
+
+    async def run_script(self, lua: LuaScript, keys: list[str], args: list[Any], *, idempotent: bool) -> Any:
+        return await run_script(self.client, lua, keys, args)

@@ -1,0 +1,1 @@
+"""Example applications served by twenty-jobs (run from the repository root)."""

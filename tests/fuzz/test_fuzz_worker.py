@@ -33,27 +33,6 @@ WITNESSES = 2
 BATCH_SIZE = 50
 PARALLEL_BATCHES = 6
 
-# What today's worker fails in the fast subset (the RUNTIME rewrite makes it pass): remove these
-# marks when it lands. How each one fails is listed in the fuzz helper's report (issue 9).
-RUNTIME_PENDING = "runtime rewrite pending"
-KINDS_FAILING_TODAY = {
-    # The batch's worker never exits: jobs wedged in `active` (or in no list), witnesses too when
-    # the bad reply dropped the connection.
-    "name.invalid_utf8", "data.invalid_utf8", "opts.invalid_utf8", "defa.invalid_utf8", "id.invalid_utf8",
-    "failedReason.odd", "returnvalue.odd", "progress.odd", "stacktrace.odd", "rjk.odd", "data.deep",
-    "hash.unknown_field", "opts.deep", "opts.not_object", "opts.parent", "parent.malformed", "parentKey.malformed",
-    "atm.bad_number", "attemptsMade.bad_number", "ats.bad_number", "stc.stalled_non_integer",
-    # A hot retry loop: the job is fetched again and again.
-    "opts.attempts.huge",
-    # Deleted on completion, or completed half-way (the script fails after its ZADD: no event).
-    "opts.removeOnComplete",
-    # Completed although JSON.parse refuses the text, or failed although Node reads it.
-    "data.nan_infinity", "opts.nan", "good.missing_data_and_opts",
-    # Failed with a reason that does not name the job or the field.
-    "name.missing", "opts.not_json", "timestamp.bad_number", "delay.bad_number", "priority.bad_number",
-    "finishedOn.bad_number", "stc.bad_number",
-}
-MIXED_CHECKS_FAILING_TODAY = {"every job final on its first fetch", "burst exits", "connection kept"}
 
 
 @dataclass(frozen=True)
@@ -118,14 +97,6 @@ def fuzz_runs() -> Iterator[Runs]:
     yield runs
 
 
-def _marked(names: list[str], failing: set[str]) -> list[object]:
-    """The fast subset's marks; `make fuzz` reports every failure as one."""
-    if SETTINGS.long_run:
-        return list(names)
-    return [pytest.param(n, marks=pytest.mark.xfail(strict=False, reason=RUNTIME_PENDING)) if n in failing else n
-            for n in names]
-
-
 def _report(run: FuzzRun, bad: list[JobOutcome], batch_problems: list[str]) -> str:
     lines = batch_problems + [o.describe() for o in bad[:8]]
     if len(bad) > 8:
@@ -134,7 +105,7 @@ def _report(run: FuzzRun, bad: list[JobOutcome], batch_problems: list[str]) -> s
 
 
 @pytest.mark.timeout(TIMEOUT_S)
-@pytest.mark.parametrize("kind", _marked(list(dict.fromkeys(SCHEDULE)), KINDS_FAILING_TODAY))
+@pytest.mark.parametrize("kind", list(dict.fromkeys(SCHEDULE)))
 def test_every_job_of_the_kind_ends_completed_or_failed_on_its_first_fetch(fuzz_runs: Runs, kind: str) -> None:
     """In its own batch (kind layout) or across the mixed batches: every job of this kind, and
     the good witnesses beside it, end completed or failed on the first fetch, and the batch's
@@ -158,8 +129,7 @@ def test_every_job_of_the_kind_ends_completed_or_failed_on_its_first_fetch(fuzz_
 
 
 @pytest.mark.timeout(TIMEOUT_S)
-@pytest.mark.parametrize("check", _marked(["every job final on its first fetch", "burst exits", "connection kept"],
-                                          MIXED_CHECKS_FAILING_TODAY))
+@pytest.mark.parametrize("check", ["every job final on its first fetch", "burst exits", "connection kept"])
 def test_a_mixed_batch_of_every_kind(fuzz_runs: Runs, check: str) -> None:
     run = fuzz_runs.mixed
     if run is None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,10 @@ COUNTER_FIELDS = ("atm", "ats", "stc")
 # space, within 64 bits (docs/bullmq-wire.md, "The job hash"). Anything else makes the calling
 # script fail half-way. (Negative counts are valid for Redis but not for BullMQ.)
 MAX_COUNTER_DIGITS = 18
+# Numbers other than the counters are read with Lua's tonumber and JavaScript's parseInt: ASCII
+# number text, which JavaScript may write as "3.0" or "1e+21" (no "1_000", " 12" or non-ASCII
+# digits, which Python's int() would accept) (docs/fuzz.md).
+_JS_NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?")
 # How many attempts a job may ask for. Node accepts any number, but beyond this the retry loop of
 # a job that always fails would run for longer than any Redis keeps its data.
 MAX_ATTEMPTS = 1_000_000
@@ -151,13 +156,14 @@ _OPTIONAL_FIELDS = frozenset({
 
 
 def _read_optional(reader: _FieldReader, record: JobRecord, present: set[str]) -> None:
-    # Node 5.40 wrote `attemptsMade`; BullMQ >= 5.x writes `atm` (docs/bullmq-wire.md).
+    # Node 5.40 wrote `attemptsMade` and `stalledCounter`; the scripts the worker runs keep `atm`
+    # and `stc`, so those win whenever present, even at 0 (docs/bullmq-wire.md).
     if "atm" in present or "attemptsMade" in present:
-        record.attempts_made = reader.counter("atm") or reader.integer("attemptsMade") or 0
+        record.attempts_made = reader.counter("atm" if "atm" in present else "attemptsMade") or 0
     if "ats" in present:
         record.attempts_started = reader.counter("ats") or 0
     if "stc" in present or "stalledCounter" in present:
-        record.stalled_counter = reader.counter("stc") or reader.integer("stalledCounter") or 0
+        record.stalled_counter = reader.counter("stc" if "stc" in present else "stalledCounter") or 0
     if "finishedOn" in present:
         record.finished_on = reader.integer("finishedOn")
     if "failedReason" in present:
@@ -167,7 +173,7 @@ def _read_optional(reader: _FieldReader, record: JobRecord, present: set[str]) -
     if "rjk" in present:
         record.repeat_job_key = reader.text("rjk")
     if "parentKey" in present:
-        record.parent_key = reader.text("parentKey")
+        record.parent_key = _parse_parent_key(reader)
     if "parent" in present:
         record.parent = _parse_parent(reader)
     if "progress" in present:
@@ -189,7 +195,7 @@ def is_counter(value: str | bytes) -> bool:
 def lua_repairs(fields: Mapping[str, str]) -> dict[str, str]:
     """Values to store before a script touches a malformed job, so that the script cannot fail
     half-way on it: each counter HINCRBY cannot add to is set to its whole-number reading, or 0.
-    (`parent`, which the finishing script JSON-decodes, is handled by `parent_breaks_scripts`.)"""
+    (`parent` and `parentKey`, which the finishing script reads, by `parent_fields_breaking_scripts`.)"""
     repairs: dict[str, str] = {}
     for name in COUNTER_FIELDS:
         value = fields.get(name)
@@ -198,18 +204,20 @@ def lua_repairs(fields: Mapping[str, str]) -> dict[str, str]:
     return repairs
 
 
-def parent_breaks_scripts(fields: Mapping[str, str]) -> bool:
-    """True when the finishing script could not read the job's `parent` field (it JSON-decodes it
-    and builds the parent's key from `queueKey` and `id`)."""
-    raw = fields.get("parent")
-    if raw is None:
-        return False
-    try:
-        parent = json.loads(raw)
-    except (ValueError, RecursionError, UnicodeEncodeError):
-        return True
-    return not (isinstance(parent, dict) and isinstance(parent.get("id"), str | int | float)
-                and isinstance(parent.get("queueKey"), str))
+def parent_fields_breaking_scripts(fields: Mapping[str, str]) -> list[str]:
+    """The flow fields (`parent`, `parentKey`) the finishing script could not read: it decodes
+    `parent` with cjson (no lone surrogates, no nesting) and builds the parent's key from its
+    `queueKey` and `id`, or takes the id after the last ':' of `parentKey` (docs/fuzz.md)."""
+    breaking: list[str] = []
+    reader = _FieldReader("", fields)
+    for name, check in (("parentKey", _parse_parent_key), ("parent", _parse_parent)):
+        if fields.get(name) is None:
+            continue
+        try:
+            check(reader)
+        except MalformedJob:
+            breaking.append(name)
+    return breaking
 
 
 def _lenient_whole(value: str) -> int:
@@ -281,6 +289,8 @@ class _FieldReader:
             return None
         if value.isdigit() and value.isascii() and len(value) < 16:  # the common case, quickly
             return int(value)
+        if not _JS_NUMBER.fullmatch(value):
+            raise self.fail(key, f"is not a number: {_preview(value)}")
         try:
             number = int(value)
         except ValueError:
@@ -335,6 +345,12 @@ def _parse_opts(reader: _FieldReader, raw: Any) -> JobOptions:
     for key in ("delay", "priority"):
         if raw.get(key) is not None:
             _whole(reader, f"opts.{key}", raw[key], 0, MAX_PRIORITY if key == "priority" else MAX_SAFE_INT)
+    parent = raw.get("parent")
+    # Node writes {id, queue}; readers build the parent's key from both.
+    if parent is not None and not (
+        isinstance(parent, dict) and isinstance(parent.get("id"), str) and isinstance(parent.get("queue"), str)
+    ):
+        raise reader.fail("opts.parent", "is not an object with string 'id' and 'queue'")
     trace_limit, keep_logs = raw.get("stackTraceLimit"), raw.get("kl")  # keepLogs is stored as `kl`
     return JobOptions(
         raw=raw,
@@ -391,7 +407,21 @@ def _parse_keep(reader: _FieldReader, key: str, raw: Any) -> bool | int | dict[s
     raise reader.fail(key, f"is not true, false, a count or {{age, count}} but {_js_type(raw)}")
 
 
+def _parse_parent_key(reader: _FieldReader) -> str | None:
+    """`parentKey` of a flow child: `<queue key>:<parent id>`; without `parent`, the finishing Lua
+    takes the parent's id from after the last ':' (docs/fuzz.md)."""
+    parent_key = reader.text("parentKey")
+    if parent_key is None:
+        return None
+    head, colon, parent_id = parent_key.rpartition(":")
+    if not (head and colon and parent_id):
+        raise reader.fail("parentKey", f"is not '<queue key>:<parent id>': {_preview(parent_key)}")
+    return parent_key
+
+
 def _parse_parent(reader: _FieldReader) -> dict[str, Any] | None:
+    """`parent` of a flow child, decoded by the finishing Lua with cjson, which refuses lone
+    surrogates and deep nesting: it must be Node's flat `{id, queueKey, fpof?, ...}`."""
     parent = reader.json_value("parent", default=None)
     if parent is None:
         return None
@@ -399,6 +429,9 @@ def _parse_parent(reader: _FieldReader) -> dict[str, Any] | None:
         parent.get("queueKey"), str
     ):
         raise reader.fail("parent", "is not an object with string 'id' and 'queueKey'")
+    for name, value in parent.items():
+        if not isinstance(value, str | bool | int | float) or (isinstance(value, str) and not _is_utf8(value)):
+            raise reader.fail("parent", f"member '{_printable(str(name))}' is not a flat string, number or boolean")
     return parent
 
 
@@ -441,7 +474,11 @@ def _is_utf8(value: str) -> bool:
 
 def _printable(value: str) -> str:
     """A value safe to put in a message: invalid UTF-8 bytes shown as escapes."""
-    return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    try:
+        raw = value.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate that did not come from a byte
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")
 
 
 def _preview(value: str, limit: int = 40) -> str:

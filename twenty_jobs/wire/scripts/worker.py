@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import msgpack
 
-from twenty_jobs.wire.job import is_counter, lua_repairs, parent_breaks_scripts
+from twenty_jobs.wire.job import is_counter, lua_repairs, parent_fields_breaking_scripts
 from twenty_jobs.wire.keys import QueueKeys
 from twenty_jobs.wire.lua import ScriptRunner, script
 from twenty_jobs.wire.scripts.errors import check_reply
@@ -274,11 +274,12 @@ class WorkerScripts:
     ) -> Fetch:
         """Fail a fetched job whose hash cannot be read, through a path that cannot loop: the
         counters the script increments are repaired in the same call (its fields to update are
-        set first), a `parent` it could not decode is deleted before, attempts are used up, and
+        set first), a `parent` or `parentKey` it could not read is deleted before, attempts are used up, and
         `keep` must not come from the job. docs/bullmq-wire.md, "The job hash"."""
         job_id = wire_text(fetched.id)
-        if parent_breaks_scripts(fetched.fields):
-            await runner.call("HDEL", wire_text(self.keys.job_prefix + fetched.id), "parent")
+        breaking = parent_fields_breaking_scripts(fetched.fields)
+        if breaking:
+            await runner.call("HDEL", wire_text(self.keys.job_prefix + fetched.id), *breaking)
         repairs = lua_repairs(fetched.fields)
         attempts_made = int(repairs.get("atm") or fetched.fields.get("atm") or 0)
         fields: dict[str, str | bytes] = {"failedReason": reason, "stacktrace": compact_json([stack_entry]),

@@ -16,7 +16,7 @@ from interop_tests.node import NodeWorker, arun_fixture, fixture_installed
 from tests.conftest import REDIS_URL, RunningWorker, wait_until
 from twenty_jobs.cli.app import app
 from twenty_jobs.cli.ops import build_work_extras
-from twenty_jobs.observability.health import Heartbeat
+from twenty_jobs.observability.heartbeat import Heartbeat
 from twenty_jobs.runtime.context import JobContext
 from twenty_jobs.runtime.producer import Producer
 from twenty_jobs.runtime.registry import Registry, job

@@ -68,7 +68,6 @@ class Settings(BaseSettings):
     worker_excluded_queues: Annotated[list[str], NoDecode] = Field(
         default_factory=list, alias="WORKER_EXCLUDED_QUEUES"
     )
-    pg_database_url: str | None = Field(default=None, alias="PG_DATABASE_URL")
     prefix: str = Field(default=DEFAULT_PREFIX, alias="TWENTY_JOBS_PREFIX", min_length=1)
 
     @field_validator("worker_enabled_queues", "worker_excluded_queues", mode="before")

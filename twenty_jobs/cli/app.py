@@ -16,6 +16,8 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 
 from twenty_jobs import __version__
+from twenty_jobs.cli import queue as queue_commands
+from twenty_jobs.cli import repair as repair_commands
 from twenty_jobs.errors import ConfigError, RedisUnavailableError, TwentyJobsError
 from twenty_jobs.jobs import BUILTIN_JOB_MODULES
 from twenty_jobs.observability.logs import setup_logging
@@ -279,10 +281,8 @@ def parse_backoff(text: str) -> Backoff:
 
 
 def _pause_or_resume(queue: str, action: str, force: bool, redis_url: str | None, prefix: str | None) -> None:
-    from bullmq import Queue
-
     from twenty_jobs.connection.client import make_client, ping_or_raise
-    from twenty_jobs.wire.compat import refuse_pause_resume
+    from twenty_jobs.ops.queues import pause_queue, resume_queue
 
     settings = settings_from(redis_url, prefix)
     if queue not in KNOWN_QUEUES and queue not in default_registry.queues():
@@ -292,10 +292,8 @@ def _pause_or_resume(queue: str, action: str, force: bool, redis_url: str | None
         client = make_client(settings.queue_redis_url, what=action)
         try:
             await ping_or_raise(client, settings.queue_redis_url)
-            # Node bullmq < 6 on the queue: the proven data loss of mixed pause/resume (bullmq-python.md §5).
-            await refuse_pause_resume(client, settings.prefix, queue, action=action, force=force)
-            q = Queue(queue, {"connection": client, "prefix": settings.prefix})
-            await (q.pause() if action == "pause" else q.resume())
+            change = pause_queue if action == "pause" else resume_queue
+            await change(client, settings.prefix, queue, force=force)
         finally:
             await client.aclose()
 
@@ -338,6 +336,8 @@ def _register_extra_commands() -> None:
 
 
 _register_extra_commands()
+queue_commands.register(app)
+repair_commands.register(app)
 
 
 def main() -> None:

@@ -23,32 +23,20 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 from redis.exceptions import RedisError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from twenty_jobs.connection.client import make_client, ping_or_raise
 from twenty_jobs.errors import ConfigError, TwentyJobsError
-from twenty_jobs.observability.health import (
-    DEFAULT_STUCK_AFTER_S,
-    Heartbeat,
-    HeartbeatRecord,
-    evaluate_health,
-    now_ms,
-    read_heartbeats,
-    summary_line,
-    unreachable_report,
-)
+from twenty_jobs.observability.heartbeat import DEFAULT_STUCK_AFTER_S, Heartbeat, now_ms, read_heartbeats
 from twenty_jobs.ops import crons as cron_ops
 from twenty_jobs.ops import failed as failed_ops
+from twenty_jobs.ops.check import evaluate_health, summary_line, unreachable_report
 from twenty_jobs.ops.doctor import run_doctor
-from twenty_jobs.ops.snapshot import (
-    QueueSnapshot,
-    attach_worker_counts,
-    client_names,
-    discover_queues,
-    ping,
-    queue_exists,
-    read_queues,
-)
+from twenty_jobs.ops.findings import Severity
+from twenty_jobs.ops.queues import in_display_order
+from twenty_jobs.ops.snapshot import discover_queues, ping, queue_exists
+from twenty_jobs.ops.status import StatusReport, collect_status
 from twenty_jobs.twenty.queues import KNOWN_QUEUES, unknown_queue_message
 
 if TYPE_CHECKING:
@@ -92,22 +80,25 @@ def build_work_extras(
     metrics_port: int | None, *, metrics_host: str = "0.0.0.0"
 ) -> tuple[list[JobObserver], list[WorkerService]]:
     """What `twenty-jobs work` adds to WorkerConfig: the heartbeat (observer + service), the
-    OpenTelemetry observer, and with a port the `/metrics` + `/healthz` server.
+    OpenTelemetry observer, and with a port the `/metrics` + `/healthz` + `/queues` server.
 
     Call it after the handler modules are imported: the observer exports to OpenTelemetry (and
     makes spans) only if an SDK provider is installed by then. A port that cannot be bound raises
     ConfigError here, before any worker starts."""
     from twenty_jobs.observability.http import MetricsServer
     from twenty_jobs.observability.telemetry import OtelObserver
+    from twenty_jobs.ops.queues import QueueStatsEndpoint
 
     heartbeat = Heartbeat()
     telemetry = OtelObserver(stats=heartbeat)
     observers: list[JobObserver] = [heartbeat, telemetry]
     services: list[WorkerService] = [heartbeat]
     if metrics_port is not None:
-        server = MetricsServer(metrics_port, host=metrics_host, job_metrics=telemetry.metrics, health=heartbeat)
+        queue_stats = QueueStatsEndpoint()
+        server = MetricsServer(metrics_port, host=metrics_host, job_metrics=telemetry.metrics, health=heartbeat,
+                               queues=queue_stats.document)
         server.bind()
-        services.append(server)
+        services += [queue_stats, server]
     return observers, services
 
 
@@ -217,39 +208,6 @@ class _Progress:
 # -- status ------------------------------------------------------------------------------------
 
 
-def _status_rows(
-    snapshots: dict[str, QueueSnapshot], heartbeats: list[HeartbeatRecord], at: int
-) -> list[dict[str, Any]]:
-    fresh: dict[str, int] = {}
-    for hb in heartbeats:
-        if not hb.is_stale(at):
-            fresh[hb.queue] = fresh.get(hb.queue, 0) + 1
-    rows = []
-    for snap in snapshots.values():
-        python = fresh.get(snap.name, 0)
-        row = snap.as_dict()
-        row["python_workers"] = python
-        row["node_workers"] = None if snap.workers is None else max(0, snap.workers - python)
-        rows.append(row)
-    return rows
-
-
-async def collect_status(
-    client: aioredis.Redis, prefix: str, queues: list[str] | None, at: int
-) -> list[dict[str, Any]]:
-    """One row per queue: job counts per state, paused, and live workers (Node and Python)."""
-    heartbeats = await read_heartbeats(client, prefix)
-    if queues:
-        names = queues
-    else:
-        found = set(await discover_queues(client, prefix)) | {hb.queue for hb in heartbeats}
-        # Twenty's queues in Twenty's order first, then the others alphabetically.
-        names = [q for q in KNOWN_QUEUES if q in found] + sorted(found - set(KNOWN_QUEUES))
-    snapshots = await read_queues(client, prefix, names, at)
-    attach_worker_counts(snapshots, await client_names(client), prefix)
-    return _status_rows(snapshots, heartbeats, at)
-
-
 _STATUS_COLUMNS = ("waiting", "prioritized", "active", "delayed", "completed", "failed", "paused_jobs")
 
 
@@ -293,8 +251,7 @@ def status(
         async with _connect(settings) as client:
             await _check_queue_names(client, settings.prefix, queue or [], custom_queue)
             if not watch:
-                rows = await collect_status(client, settings.prefix, queue, now_ms())
-                _show_status(console, rows, settings.prefix, json_out)
+                _show_status(console, await collect_status(client, settings.prefix, queue, now_ms()), json_out)
                 return
             await _watch_status(client, settings.prefix, queue, console, json_out, interval, iterations)
 
@@ -304,16 +261,18 @@ def status(
         pass
 
 
-def _show_status(console: Console, rows: list[dict[str, Any]], prefix: str, json_out: bool) -> None:
+def _show_status(console: Console, report: StatusReport, json_out: bool) -> None:
     if json_out:
-        _print_json({"prefix": prefix, "at": now_ms(), "queues": rows})
-    elif not rows:
+        _print_json(report.as_dict())
+    elif not report.rows:
         console.print(
-            f"no queues under prefix '{prefix}' in this Redis. Is it the Redis Twenty uses "
+            f"no queues under prefix '{report.prefix}' in this Redis. Is it the Redis Twenty uses "
             "(REDIS_QUEUE_URL, or REDIS_URL), and the right --prefix?"
         )
     else:
-        console.print(_status_table(rows, prefix))
+        console.print(_status_table(report.rows, report.prefix))
+        for finding in report.findings:
+            console.print(f"{finding.severity.upper()}: {finding.one_line()}", markup=False)
 
 
 async def _watch_status(
@@ -321,12 +280,11 @@ async def _watch_status(
     json_out: bool, interval: float, iterations: int,
 ) -> None:
     # Discovering queues SCANs the keyspace: do it once, then only re-read the counts.
-    names = queues or [r["name"] for r in await collect_status(client, prefix, None, now_ms())]
+    names = queues or [r["name"] for r in (await collect_status(client, prefix, None, now_ms())).rows]
     count = 0
     if json_out:
         while not iterations or count < iterations:
-            rows = await collect_status(client, prefix, names, now_ms())
-            _print_json({"prefix": prefix, "at": now_ms(), "queues": rows})
+            _print_json((await collect_status(client, prefix, names, now_ms())).as_dict())
             count += 1
             if not iterations or count < iterations:
                 await asyncio.sleep(interval)
@@ -335,8 +293,8 @@ async def _watch_status(
 
     with Live(console=console, auto_refresh=False) as live:
         while not iterations or count < iterations:
-            rows = await collect_status(client, prefix, names, now_ms())
-            live.update(_status_table(rows, prefix), refresh=True)
+            report = await collect_status(client, prefix, names, now_ms())
+            live.update(_status_table(report.rows, prefix), refresh=True)
             count += 1
             if not iterations or count < iterations:
                 await asyncio.sleep(interval)
@@ -398,11 +356,11 @@ def check(
         _print_json(report.as_dict())
     else:
         for problem in report.problems:
-            typer.echo(f"unhealthy: {problem.message}")
+            typer.echo(f"unhealthy: {problem.one_line()}")
         if report.healthy:
             typer.echo(summary_line(report))
         for warning in report.warnings:
-            typer.echo(f"warning: {warning.message}")
+            typer.echo(f"warning: {warning.one_line()}")
     raise typer.Exit(0 if report.healthy else 1)
 
 
@@ -411,39 +369,52 @@ def check(
 
 @failed_app.command("list")
 def failed_list(
-    queue: Annotated[str, typer.Argument(help="Queue name, e.g. webhook-queue.")],
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many, newest first.")] = 20,
+    queue: Annotated[
+        str | None, typer.Argument(help="Queue name, e.g. webhook-queue. Default: every queue under the prefix.")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many per queue, newest first.")] = 20,
     json_out: JsonOpt = False,
     custom_queue: CustomQueueOpt = False,
     redis_url: RedisUrlOpt = None,
     prefix: PrefixOpt = None,
 ) -> None:
-    """The most recently failed jobs of QUEUE, with their reasons."""
+    """The most recently failed jobs of QUEUE (or of every queue), with their reasons."""
     settings = _settings(redis_url, prefix)
 
-    async def go() -> tuple[int, list[failed_ops.FailedJob]]:
+    async def go() -> list[tuple[str, int, list[failed_ops.FailedJob]]]:
         async with _connect(settings) as client:
-            await _check_queue_names(client, settings.prefix, [queue], custom_queue)
-            return (await failed_ops.count_failed(client, settings.prefix, queue),
-                    await failed_ops.list_failed(client, settings.prefix, queue, limit))
+            await _check_queue_names(client, settings.prefix, [queue] if queue else [], custom_queue)
+            names = [queue] if queue else in_display_order(await discover_queues(client, settings.prefix))
+            found = []
+            for name in names:
+                total = await failed_ops.count_failed(client, settings.prefix, name)
+                if total or queue:
+                    found.append((name, total, await failed_ops.list_failed(client, settings.prefix, name, limit)))
+            return found
 
-    total, jobs = _run(go())
+    found = _run(go())
     if json_out:
-        _print_json({"queue": queue, "total": total, "jobs": [j.as_dict() for j in jobs]})
+        if queue:
+            _, total, jobs = found[0]
+            _print_json({"queue": queue, "total": total, "jobs": [j.as_dict() for j in jobs]})
+        else:
+            _print_json({"queues": [{"queue": name, "total": total, "jobs": [j.as_dict() for j in jobs]}
+                                    for name, total, jobs in found]})
         return
     console = _console()
-    if not jobs:
-        console.print(f"no failed jobs on {queue}")
+    if not found or not found[0][2]:
+        console.print(f"no failed jobs on {queue}" if queue else "no failed jobs on any queue under this prefix")
         return
     at = now_ms()
-    table = Table(title=f"{queue}: {len(jobs)} of {total} failed job(s), newest first", title_justify="left")
-    for col in ("id", "name", "attempts", "failed", "workspace", "reason"):
-        table.add_column(col, no_wrap=col in ("id", "name"), overflow="fold")
-    for j in jobs:
-        reason = (j.failed_reason or "").splitlines()[0][:120] if j.failed_reason else ""
-        table.add_row(j.id, j.name or "?", f"{j.attempts_made}/{j.attempts}", _ago(j.failed_at, at),
-                      j.workspace_id or "", reason)
-    console.print(table)
+    for name, total, jobs in found:
+        table = Table(title=f"{name}: {len(jobs)} of {total} failed job(s), newest first", title_justify="left")
+        for col in ("id", "name", "attempts", "failed", "workspace", "reason"):
+            table.add_column(col, no_wrap=col in ("id", "name"), overflow="fold")
+        for j in jobs:
+            reason = (j.failed_reason or "").splitlines()[0][:120] if j.failed_reason else ""
+            table.add_row(escape(j.id), escape(j.name or "?"), f"{j.attempts_made}/{j.attempts}",
+                          _ago(j.failed_at, at), escape(j.workspace_id or ""), escape(reason))
+        console.print(table)
 
 
 @failed_app.command("retry")
@@ -673,7 +644,7 @@ def cron_register(
 # -- doctor ------------------------------------------------------------------------------------
 
 
-_LEVEL_STYLE = {"ok": "green", "info": "blue", "warn": "yellow", "error": "red"}
+_SEVERITY_STYLE = {Severity.OK: "green", Severity.INFO: "blue", Severity.WARN: "yellow", Severity.ERROR: "red"}
 
 
 def doctor(
@@ -717,9 +688,9 @@ def doctor(
         console = _console()
         console.print(f"queues checked: {', '.join(report.queues) or 'none found under this prefix'}")
         for f in report.findings:
-            style = _LEVEL_STYLE[f.level]
-            console.print(f"[{style}]{f.level.upper():5}[/{style}] {f.message}")
+            style = _SEVERITY_STYLE[f.severity]
+            console.print(f"[{style}]{f.severity.upper():5}[/{style}] {escape(f.message)}")
             if f.fix:
-                console.print(f"      [bold]fix:[/bold] {f.fix}")
+                console.print(f"      [bold]fix:[/bold] {escape(f.fix)}")
         console.print(f"{report.errors} error(s), {report.warnings} warning(s)")
     raise typer.Exit(1 if report.errors else 0)

@@ -39,7 +39,7 @@ from twenty_jobs.runtime.context import workspace_id_of
 if TYPE_CHECKING:
     from bullmq import Job
 
-    from twenty_jobs.ops.snapshot import QueueSnapshot
+    from twenty_jobs.wire.counts import QueueSnapshot
 
 METER_NAME = "twenty-server"
 TRACER_NAME = "twenty-jobs"

@@ -1,0 +1,72 @@
+"""`twenty-jobs repair`: find job hashes that are in no list or set of their queue and, with
+`--apply`, put each back where its hash says it belongs (twenty_jobs/ops/repair.py). Without
+`--apply` it only says what it would do."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from twenty_jobs.cli.ops import (
+    CustomQueueOpt,
+    JsonOpt,
+    PrefixOpt,
+    QueuesOpt,
+    RedisUrlOpt,
+    _check_queue_names,
+    _connect,
+    _print_json,
+    _run,
+    _settings,
+)
+from twenty_jobs.ops.queues import in_display_order
+from twenty_jobs.ops.repair import RepairReport, repair_orphans
+from twenty_jobs.ops.snapshot import discover_queues
+
+
+def register(app: typer.Typer) -> None:
+    app.command("repair")(repair)
+
+
+def repair(
+    queue: QueuesOpt = None,
+    apply: Annotated[bool, typer.Option("--apply", help="Put the jobs back (default: only say what would be done).")]
+    = False,
+    json_out: JsonOpt = False,
+    custom_queue: CustomQueueOpt = False,
+    redis_url: RedisUrlOpt = None,
+    prefix: PrefixOpt = None,
+) -> None:
+    """Put back jobs that are in no list or set of their queue (dry run unless --apply).
+
+    Such orphans never run. Each goes where its hash says: waiting (paused on a paused queue),
+    delayed, prioritized, active, completed or failed. Exit 1 when --apply left some alone.
+    """
+    settings = _settings(redis_url, prefix)
+
+    async def go() -> RepairReport:
+        async with _connect(settings) as client:
+            await _check_queue_names(client, settings.prefix, queue or [], custom_queue)
+            names = list(dict.fromkeys(queue)) if queue else in_display_order(
+                await discover_queues(client, settings.prefix)
+            )
+            return await repair_orphans(client, settings.prefix, names, apply=apply)
+
+    report = _run(go())
+    if json_out:
+        _print_json(report.as_dict())
+    else:
+        for a in report.actions:
+            where = f"-> {a.state}" if a.state else "left alone"
+            verb = "" if a.done or not apply else " (not done)"
+            typer.echo(f"{a.queue} {a.job_id} ({a.name or '?'}) {where}{verb}: {a.reason}")
+        examined = f"{report.progress.keys_examined} key(s) examined"
+        if not report.actions:
+            typer.echo(f"no orphaned jobs in {', '.join(report.queues) or 'no queue'} ({examined})")
+        elif apply:
+            typer.echo(f"put back {len(report.repaired)} of {len(report.actions)} orphaned job(s) ({examined})")
+        else:
+            typer.echo(f"dry run: {len(report.actions)} orphaned job(s) found ({examined}); "
+                       "run again with --apply to put them back")
+    raise typer.Exit(1 if apply and report.left else 0)

@@ -220,7 +220,7 @@ def _status_table(rows: list[dict[str, Any]], prefix: str) -> Table:
     for row in rows:
         workers = "?" if row["workers"] is None else f"{row['workers']} ({row['node_workers']}/{row['python_workers']})"
         idle_backlog = row["ready"] and not (row["workers"] or row["python_workers"])
-        name = row["name"] + (" [paused]" if row["is_paused"] else "")
+        name = escape(row["name"] + (" [paused]" if row["is_paused"] else ""))  # not rich markup
         table.add_row(
             f"[red]{name}[/red]" if idle_backlog else name,
             *[str(row[c]) for c in _STATUS_COLUMNS],

@@ -46,11 +46,15 @@ def register(app: typer.Typer) -> None:
     app.add_typer(queue_app, name="queue")
 
 
+def _can_ask() -> bool:
+    return sys.stdin.isatty()
+
+
 def _confirm(action: str, yes: bool) -> None:
     """Ask before deleting; refuse in one line when nobody can be asked."""
     if yes:
         return
-    if not sys.stdin.isatty():
+    if not _can_ask():
         _fail(f"{action} deletes jobs for good: pass --yes to confirm (no terminal to ask on)")
     if not typer.confirm(f"{action}: this deletes jobs for good. Go on?", default=False):
         typer.echo("nothing done", err=True)

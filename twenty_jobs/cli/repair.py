@@ -58,9 +58,9 @@ def repair(
         _print_json(report.as_dict())
     else:
         for a in report.actions:
-            where = f"-> {a.state}" if a.state else "left alone"
-            verb = "" if a.done or not apply else " (not done)"
-            typer.echo(f"{a.queue} {a.job_id} ({a.name or '?'}) {where}{verb}: {a.reason}")
+            # A reason that is not a destination already says "left alone: why".
+            told = f"-> {a.state}: {a.reason}" if a.done or (a.state and not apply) else a.reason
+            typer.echo(f"{a.queue} {a.job_id} ({a.name or '?'}) {told}")
         examined = f"{report.progress.keys_examined} key(s) examined"
         if not report.actions:
             typer.echo(f"no orphaned jobs in {', '.join(report.queues) or 'no queue'} ({examined})")

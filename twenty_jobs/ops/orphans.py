@@ -39,10 +39,7 @@ class Orphan:
     problem: str | None
     locked: bool
     pending_children: int
-
-    @property
-    def name(self) -> str | None:
-        return self.job.name if self.job is not None else self.fields.get("name")
+    name: str | None = None
 
 
 @dataclass(slots=True)
@@ -203,11 +200,11 @@ async def _confirm(client: aioredis.Redis, suspects: list[tuple[QueueKeys, str]]
         text_fields = {_text(k): _text(v) for k, v in fields.items()}
         try:
             job: JobRecord | None = parse_job_hash(job_id, text_fields)
-            problem = None
+            problem, name = None, job.name if job is not None else None
         except MalformedJob as exc:
-            job, problem = None, str(exc)
+            job, problem, name = None, str(exc), exc.name
         orphans.append(Orphan(qk.queue, job_id, text_fields, job, problem, bool(locked),
-                              children if isinstance(children, int) else 0))
+                              children if isinstance(children, int) else 0, name))
     return orphans
 
 

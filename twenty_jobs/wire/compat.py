@@ -1,5 +1,5 @@
 """Mixed-version guard: what changes when Node bullmq < 6 (Twenty pins 5.40.0) shares a queue with
-the Python port, whose Lua scripts are Node bullmq 6.4.0's (bullmq-python.md §2, §5).
+the Python port, whose Lua scripts are Node bullmq 6.4.0's (docs/mixed-versions.md).
 
 Three hazards, all proven against real Node (interop_tests/test_compat_interop.py):
 
@@ -17,7 +17,7 @@ Three hazards, all proven against real Node (interop_tests/test_compat_interop.p
 
 Plus **legacy repeatable jobs** (the `repeat` job option of bullmq < 6, Twenty's oldest cron
 driver): the port treats every `repeat` entry as a job scheduler, so a legacy repeatable advanced by
-a Python worker loses its data or silently stops (bullmq-python.md §4).
+a Python worker loses its data or silently stops (docs/mixed-versions.md).
 
 The Node version comes from the queue's meta hash: every Node `Queue` writes
 `HSET <prefix>:<queue>:meta version "bullmq:<version>"` when it connects (Twenty's server creates

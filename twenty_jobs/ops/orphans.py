@@ -3,7 +3,8 @@ or clean will ever see them (twenty_jobs/wire/orphans.py says how they happen). 
 
 The queue's key space is SCANned in batches (`scan_count` keys per call, at most `max_keys` keys
 in all), so even a Redis with millions of finished jobs is read in bounded steps. Each candidate
-is first checked cheaply (ZSCORE against the sorted sets, then the queue's lists read once); the
+is first checked cheaply (ZMSCORE against the sorted sets, then the queue's lists read once; Redis
+>= 6.2, which BullMQ recommends); the
 few left are checked again in one MULTI transaction per batch, so a job that moved between
 states while the scan ran is never reported.
 """
@@ -135,24 +136,28 @@ def _candidates(keys: list[str], by_length: list[QueueKeys]) -> list[tuple[Queue
 async def _orphans_among(
     client: aioredis.Redis, candidates: list[tuple[QueueKeys, str]], listed: dict[str, set[str]]
 ) -> list[Orphan]:
-    # 1. The sorted sets, by ZSCORE (most job hashes are finished jobs, found here). A
-    # `repeat:<x>:<millis>` key whose `x:<millis>` is in `repeat` is a scheduler's hash: skipped too.
-    pipe = client.pipeline(transaction=False)
-    replies_per_candidate = []
+    # 1. The sorted sets, one ZMSCORE per set for the whole batch, each asked only about the ids
+    # no set before it holds (most job hashes are finished jobs: `completed` comes first). A
+    # `repeat:<x>:<millis>` key whose `x:<millis>` is a member of `repeat` is a job scheduler's
+    # hash, not a job: skipped too.
+    housed: set[tuple[str, str]] = set()
+    groups: dict[str, tuple[QueueKeys, list[str]]] = {}
     for qk, job_id in candidates:
+        groups.setdefault(qk.queue, (qk, []))[1].append(job_id)
+    for qk, ids in groups.values():
+        left = ids
         for key in state_sets(qk):
-            pipe.zscore(key, job_id)
-        scheduler_id = scheduler_id_of(job_id)
-        if scheduler_id is not None:
-            pipe.zscore(qk.repeat, scheduler_id)
-        replies_per_candidate.append(len(state_sets(qk)) + (scheduler_id is not None))
-    replies = await pipe.execute()
-    unsorted = []
-    pos = 0
-    for candidate, n in zip(candidates, replies_per_candidate, strict=True):
-        if all(r is None for r in replies[pos : pos + n]):
-            unsorted.append(candidate)
-        pos += n
+            scores = await client.zmscore(key, left)
+            left = [job_id for job_id, score in zip(left, scores, strict=True) if score is None]
+            if not left:
+                break
+        repeat = [(job_id, member) for job_id in left if (member := scheduler_id_of(job_id)) is not None]
+        if repeat:
+            scores = await client.zmscore(qk.repeat, [member for _, member in repeat])
+            left = list(set(left) - {job_id for (job_id, _), score in zip(repeat, scores, strict=True)
+                                    if score is not None})
+        housed.update((qk.queue, job_id) for job_id in set(ids) - set(left))
+    unsorted = [(qk, job_id) for qk, job_id in candidates if (qk.queue, job_id) not in housed]
     # 2. The lists, read once per queue per scan (a list can be long: no LPOS per job here).
     suspects = []
     for qk, job_id in unsorted:

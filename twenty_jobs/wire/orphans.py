@@ -68,8 +68,8 @@ def state_lists(keys: QueueKeys) -> tuple[str, ...]:
 
 
 def state_sets(keys: QueueKeys) -> tuple[str, ...]:
-    """The sorted sets a job id can be in."""
-    return (keys.prioritized, keys.delayed, keys.completed, keys.failed, keys.waiting_children)
+    """The sorted sets a job id can be in, those holding most jobs first (finished jobs are kept)."""
+    return (keys.completed, keys.failed, keys.delayed, keys.prioritized, keys.waiting_children)
 
 
 def dependencies_key(keys: QueueKeys, job_id: str) -> str:

@@ -390,8 +390,3 @@ async def ping_or_raise(client: aioredis.Redis, url: str) -> None:
             f"cannot reach Redis at {redacted_url(url)}: {str(exc).rstrip('.')}. Check REDIS_QUEUE_URL/REDIS_URL "
             "(or --redis-url) and that Redis is running."
         ) from None
-
-
-async def redis_server_info(client: aioredis.Redis) -> dict[str, Any]:
-    info: dict[str, Any] = await client.info()
-    return info

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.install-stamp
 NODE_STAMP := node_fixture/node_modules/.install-stamp
 
-.PHONY: install run services test test-fast lint lint-deploy interop interop-matrix chaos bench clean
+.PHONY: install run services test test-fast lint lint-deploy interop interop-matrix chaos fuzz bench clean
 
 install: $(PY_STAMP) $(NODE_STAMP)
 
@@ -77,6 +77,11 @@ interop-matrix: install services
 
 chaos: install services
 	TWENTY_JOBS_CHAOS_FULL=1 $(BIN)/python -m pytest -q -s -p no:cacheprovider tests -m chaos
+
+# The long fuzz run over broken job hashes (docs/fuzz.md): FUZZ_CASES (default 1000), FUZZ_SEED
+# (default: a fresh one, printed), FUZZ_LAYOUT=mixed|kind|both (default mixed), FUZZ_ONLY=3,17.
+fuzz: install services
+	FUZZ_LONG=1 $(BIN)/python -m pytest -q -s -p no:cacheprovider tests/fuzz/test_fuzz_worker.py
 
 # `make bench` runs the default scenarios (10-15 minutes on 2 cores); BENCH_ARGS passes options
 # (e.g. BENCH_ARGS="--quick" or "--scenarios drain,webhook --reps 5"). PEERS=1 adds arq and saq, in

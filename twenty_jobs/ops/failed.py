@@ -81,7 +81,9 @@ async def count_failed(client: aioredis.Redis, prefix: str, queue: str) -> int:
 
 async def list_failed(client: aioredis.Redis, prefix: str, queue: str, limit: int = 20) -> list[FailedJob]:
     """The `limit` most recently failed jobs, newest first."""
-    entries = await client.zrevrange(queue_key(prefix, queue, "failed"), 0, max(0, limit - 1), withscores=True)
+    # (job id, score) pairs; list[Any] as redis-py 8's stubs type every form of the reply.
+    entries: list[Any] = await client.zrevrange(queue_key(prefix, queue, "failed"), 0, max(0, limit - 1),
+                                                withscores=True)
     if not entries:
         return []
     pipe = client.pipeline(transaction=False)

@@ -121,7 +121,8 @@ async def _put_back(client: aioredis.Redis, keys: QueueKeys, action: RepairActio
                 await pipe.watch(keys.job(job_id), keys.meta)
                 housed = [await pipe.zscore(k, job_id) for k in state_sets(keys)]
                 housed += [await pipe.lpos(k, job_id) for k in state_lists(keys)]  # type: ignore[misc]
-                fields = await pipe.hgetall(keys.job(job_id))  # type: ignore[misc]
+                # Our clients decode replies to str; redis-py 8's stubs type the hash as bytes | str.
+                fields: dict[str, str] = await pipe.hgetall(keys.job(job_id))  # type: ignore[misc,assignment]
                 if any(h is not None for h in housed) or not fields:
                     await pipe.reset()  # type: ignore[no-untyped-call]
                     action.reason = "left alone: no longer an orphan (moved or removed meanwhile)"

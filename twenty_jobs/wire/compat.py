@@ -194,7 +194,10 @@ def legacy_repeatable(
 async def find_legacy_repeatables(client: aioredis.Redis, prefix: str, queue: str) -> list[LegacyRepeatable]:
     """Every legacy repeatable job on `queue` (empty when it only has job schedulers)."""
     keys = QueueKeys(prefix, queue)
-    entries: list[tuple[str | bytes, float]] = await client.zrange(keys.repeat, 0, -1, withscores=True)
+    # withscores=True: (member, score) pairs (redis-py 8's stubs type every form of the reply).
+    entries: list[tuple[str | bytes, float]] = await client.zrange(  # type: ignore[assignment]
+        keys.repeat, 0, -1, withscores=True
+    )
     if not entries:
         return []
     members = [_text(m) for m, _ in entries]

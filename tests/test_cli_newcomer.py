@@ -17,8 +17,9 @@ import redis.asyncio as aioredis
 from tests.conftest import REDIS_URL, wait_until
 from tests.test_cli_ops import StartWorker, acli, cli, lines, runner
 from twenty_jobs.cli.app import app
-from twenty_jobs.cli.output import carry_prefix, shorten
+from twenty_jobs.cli.output import shorten
 from twenty_jobs.errors import PermanentJobError
+from twenty_jobs.ops.findings import command
 from twenty_jobs.runtime.context import JobContext
 from twenty_jobs.runtime.producer import Producer
 from twenty_jobs.runtime.registry import Registry, job
@@ -74,10 +75,9 @@ async def test_check_and_doctor_fix_hints_keep_the_prefix(producer: Producer, pr
 
 
 def test_hints_for_the_default_prefix_stay_as_they_are() -> None:
-    text = "start one (`twenty-jobs work --queue q`)"
-    assert carry_prefix(text, "bull") == text
-    assert carry_prefix(text, "p1") == "start one (`twenty-jobs work --queue q --prefix p1`)"
-    assert carry_prefix("`twenty-jobs status --prefix x`", "p1") == "`twenty-jobs status --prefix x`"
+    assert command("work", "--queue", "q", prefix="bull") == "twenty-jobs work --queue q"
+    assert command("work", "--queue", "q", prefix="p1") == "twenty-jobs work --queue q --prefix p1"
+    assert command("status", prefix="x").count("--prefix") == 1  # the prefix is named once
 
 
 # -- failed list -----------------------------------------------------------------------------------
@@ -138,6 +138,8 @@ HELP_SCREENS = [
     [], ["work"], ["enqueue"], ["pause"], ["resume"], ["status"], ["check"], ["doctor"],
     ["failed"], ["failed", "list"], ["failed", "retry"], ["failed", "clean"],
     ["cron"], ["cron", "list"], ["cron", "add"], ["cron", "remove"], ["cron", "register"],
+    ["queue"], ["queue", "stats"], ["queue", "pause"], ["queue", "resume"], ["queue", "drain"],
+    ["queue", "clean"], ["queue", "obliterate"], ["repair"],
 ]
 
 

@@ -22,7 +22,7 @@ from tests.conftest import REDIS_URL, RunningWorker, wait_until
 from twenty_jobs.cli.app import app
 from twenty_jobs.connection import client as connection
 from twenty_jobs.errors import PermanentJobError
-from twenty_jobs.observability.health import Heartbeat
+from twenty_jobs.observability.heartbeat import Heartbeat
 from twenty_jobs.runtime.context import JobContext
 from twenty_jobs.runtime.producer import BulkItem, Producer
 from twenty_jobs.runtime.registry import Registry, default_registry, job
@@ -167,7 +167,7 @@ def test_status_and_check_agree_that_an_empty_prefix_is_a_failure(prefix: str) -
     status = cli(prefix, "status")
     check = cli(prefix, "check")
     assert (status.exit_code, check.exit_code) == (1, 1)
-    sentence = f"no queue and no worker under prefix '{prefix}' in this Redis"
+    sentence = f"no BullMQ queue and no twenty-jobs worker under prefix '{prefix}' in this Redis"
     assert sentence in status.output and sentence in check.output
     assert check.output.startswith("unhealthy: ")
 
@@ -180,8 +180,10 @@ async def test_check_exits_0_with_a_working_worker_and_1_with_the_reason_without
 ) -> None:
     unhealthy = await acli(prefix, "check", "--queue", "email-queue")
     assert unhealthy.exit_code == 1
+    # The fix names the --prefix in use: without it, the hint would start a worker on other queues.
     assert lines(unhealthy) == ["unhealthy: email-queue: no live worker (no fresh heartbeat and no worker "
-                                "connection in CLIENT LIST)"]
+                                "connection in CLIENT LIST). Fix: start one "
+                                f"(`twenty-jobs work --queue email-queue --prefix {prefix}`)"]
 
     @job("email-queue", "EmailSenderJob", registry=registry)
     async def send(data: Any, ctx: JobContext) -> None:

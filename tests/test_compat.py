@@ -121,7 +121,7 @@ async def test_find_legacy_repeatables_lists_only_legacy_entries(redis: aioredis
     assert found == [
         LegacyRepeatable(Q, md5, "md5", "LegacyJob", "*/5 * * * *", None, 1000),
         LegacyRepeatable(Q, "OldPattern:id1::Europe/Paris:30 2 * * *", "colon", "OldPattern", "30 2 * * *",
-                         None, 2000),
+                         None, 2000, tz="Europe/Paris"),
         LegacyRepeatable(Q, "OldEvery::::60000", "colon", "OldEvery", None, 60000, 3000),
     ]
     assert [r.schedule for r in found] == ["pattern '*/5 * * * *'", "pattern '30 2 * * *'", "every 60000 ms"]

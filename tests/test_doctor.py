@@ -17,10 +17,11 @@ from typer.testing import CliRunner
 
 from tests.conftest import REDIS_URL
 from twenty_jobs.cli.app import app
-from twenty_jobs.observability.health import HeartbeatRecord, now_ms
+from twenty_jobs.observability.heartbeat import HeartbeatRecord, now_ms
 from twenty_jobs.ops.doctor import DoctorReport, _check_redis, run_doctor
 from twenty_jobs.runtime.producer import Producer
 from twenty_jobs.runtime.registry import default_registry
+from twenty_jobs.wire.compat import NODE_BELOW_6_FIX, NodeVersion, node_below_6_hazards, startup_warning
 from twenty_jobs.wire.keys import heartbeat_key
 
 runner = CliRunner()
@@ -33,8 +34,8 @@ async def doctor(prefix: str, *args: str) -> tuple[int, dict[str, Any]]:
     return result.exit_code, json.loads(result.output)
 
 
-def findings(report: dict[str, Any], topic: str) -> list[dict[str, Any]]:
-    return [f for f in report["findings"] if f["topic"] == topic]
+def findings(report: dict[str, Any], *codes: str) -> list[dict[str, Any]]:
+    return [f for f in report["findings"] if f["code"] in codes]
 
 
 async def python_worker_on(redis: aioredis.Redis, prefix: str, queue: str, handlers: list[str]) -> None:
@@ -60,7 +61,8 @@ async def test_a_healthy_setup_has_no_errors(producer: Producer, redis: aioredis
     assert report["queues"] == ["email-queue"]
     assert report["redis"]["version"]
     if report["redis"]["maxmemory_policy"] == "noeviction":
-        assert any(f["level"] == "ok" and "noeviction" in f["message"] for f in findings(report, "redis"))
+        assert any(f["severity"] == "ok" and "noeviction" in f["message"]
+                   for f in findings(report, "maxmemory_policy"))
 
 
 class FakeInfo:
@@ -84,7 +86,7 @@ class FakeInfo:
 async def test_redis_settings_that_lose_or_stall_jobs_are_flagged(info: dict[str, Any], level: str, words: str) -> None:
     report = DoctorReport()
     await _check_redis(FakeInfo(**info), report)  # type: ignore[arg-type]
-    flagged = [f for f in report.findings if f.level == level and words in f.message]
+    flagged = [f for f in report.findings if f.severity == level and words in f.message]
     assert flagged and flagged[0].fix
 
 
@@ -93,44 +95,48 @@ async def test_node_bullmq_5_sharing_a_python_queue_is_warned_about(redis: aiore
     node(prefix, "touch", queue="webhook-queue")
     await python_worker_on(redis, prefix, "email-queue", ["EmailSenderJob"])
     _, report = await doctor(prefix)
-    by_level = {f["level"]: f for f in findings(report, "node")}
-    warn = by_level["warn"]
+    (warn,) = findings(report, "node_below_6")
+    assert warn["severity"] == "warn"
     assert "Node bullmq 5.40.0 (below 6) writes webhook-queue, email-queue" in warn["message"]
     assert "shared with Python workers on email-queue" in warn["message"]
-    assert "never pause or resume" in warn["message"]
-    assert "`stalledCounter` by Node, `stc` by Python" in warn["message"]
+    # The very sentences the worker logs at start (wire/compat.py): one rule, said once.
+    hazards = node_below_6_hazards(NodeVersion(5, 40, 0))
+    assert len(hazards) == 3 and all(h in warn["message"] for h in hazards)
+    assert all(f"- {h}" in (startup_warning("email-queue", NodeVersion(5, 40, 0)) or "") for h in hazards)
+    assert "refuses to pause or resume" in warn["message"] and "`stalledCounter`" in warn["message"]
     assert "`defa`" in warn["message"]
-    assert "upgrade Twenty's bullmq to 6.x" in warn["fix"]
+    assert warn["fix"] == NODE_BELOW_6_FIX
 
 
 async def test_without_python_workers_the_node_version_is_only_information(prefix: str) -> None:
     node(prefix, "touch", queue="email-queue")
     _, report = await doctor(prefix)
-    (finding,) = findings(report, "node")
-    assert finding["level"] == "info" and "no Python worker serves them now" in finding["message"]
+    (finding,) = findings(report, "node_below_6")
+    assert finding["severity"] == "info" and "no Python worker serves them now" in finding["message"]
 
 
 async def test_legacy_repeatable_jobs_are_found_and_the_fix_is_given(redis: aioredis.Redis, prefix: str) -> None:
     node(prefix, "add-raw", queue="cron-queue", name="OldCronJob", opts={"repeat": {"pattern": "0 * * * *"}})
     node(prefix, "add-cron", queue="cron-queue", name="NewCronJob", pattern="0 * * * *")
     _, report = await doctor(prefix)
-    (legacy,) = [f for f in findings(report, "cron") if f["level"] != "ok"]
-    assert legacy["level"] == "warn" and "OldCronJob" in legacy["message"]
-    assert "removeRepeatableByKey" in legacy["fix"] and "cron register" in legacy["fix"]
+    (legacy,) = [f for f in findings(report, "legacy_repeatable") if f["severity"] != "ok"]
+    assert legacy["severity"] == "warn" and "OldCronJob" in legacy["message"]
+    assert f"removeRepeatableByKey('{legacy['message'].split(chr(39))[1]}')" in legacy["fix"]
+    assert "cron register" in legacy["fix"]
 
     await python_worker_on(redis, prefix, "cron-queue", ["OldCronJob", "NewCronJob"])
     code, report = await doctor(prefix)
-    (legacy,) = [f for f in findings(report, "cron") if f["level"] != "ok"]
-    assert code == 1 and legacy["level"] == "error"
-    assert "runs it with empty data or stops it" in legacy["message"]
+    (legacy,) = [f for f in findings(report, "legacy_repeatable") if f["severity"] != "ok"]
+    assert code == 1 and legacy["severity"] == "error"
+    assert "lose their data or stop, and a Python worker serves this queue" in legacy["message"]
 
 
 async def test_jobs_nobody_consumes_are_an_error(producer: Producer, prefix: str) -> None:
     await producer.add("email-queue", "EmailSenderJob", {})
     code, report = await doctor(prefix)
     assert code == 1
-    (finding,) = [f for f in findings(report, "consumers") if f["level"] == "error"]
-    assert "email-queue: 1 job(s) ready and no worker" in finding["message"]
+    (finding,) = findings(report, "no_consumer")
+    assert "email-queue: 1 job(s) ready (1 prioritized) and no worker" in finding["message"]
     assert "twenty-jobs work --queue email-queue" in finding["fix"]
 
 
@@ -142,7 +148,7 @@ async def test_pending_job_names_a_python_worker_cannot_handle_are_an_error(
     await producer.add("webhook-queue", "SomeNewTwentyJob", {}, delay=60_000)
     await python_worker_on(redis, prefix, "webhook-queue", ["CallWebhookJob", "CallWebhookJobsJob"])
     code, report = await doctor(prefix)
-    (finding,) = [f for f in findings(report, "handlers") if f["level"] == "error"]
+    (finding,) = [f for f in findings(report, "unhandled_jobs") if f["severity"] == "error"]
     assert code == 1
     assert "webhook-queue: 2 pending job(s) named 'SomeNewTwentyJob'" in finding["message"]
     assert "@twenty_jobs.job(queue='webhook-queue', name='SomeNewTwentyJob')" in finding["fix"]
@@ -170,9 +176,9 @@ async def test_import_checks_the_handlers_a_worker_would_load(
     await producer.add("workflow-queue", "RunWorkflowJob", {}, delay=60_000)
     await producer.add("workflow-queue", "WorkflowStepJob", {}, delay=60_000)
     _, before = await doctor(prefix)
-    assert [f["level"] for f in findings(before, "handlers")] == ["info"]
+    assert [f["severity"] for f in findings(before, "unhandled_jobs")] == ["info"]
     code, report = await doctor(prefix, "--import", handler_module)
-    (finding,) = findings(report, "handlers")
+    (finding,) = findings(report, "unhandled_jobs")
     assert code == 1 and "'WorkflowStepJob'" in finding["message"] and "RunWorkflowJob" not in finding["message"]
 
 
@@ -184,7 +190,7 @@ async def test_memory_held_by_finished_jobs_is_estimated(
     await redis.zadd(f"{prefix}:email-queue:completed", {str(i): now_ms() for i in ids})
     await redis.delete(f"{prefix}:email-queue:prioritized")
     report = await run_doctor(redis, prefix, ["email-queue"], at=now_ms())
-    (memory,) = [f for f in report.findings if f.topic == "memory"]
-    assert memory.level == "info"
+    (memory,) = [f for f in report.findings if f.code == "finished_memory"]
+    assert memory.severity == "info"
     assert memory.message.startswith("finished jobs hold about ") and "email-queue" in memory.message
     assert "KB" in memory.message  # 20 jobs of ~2 KB each

@@ -12,14 +12,8 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from tests.conftest import RunningWorker, wait_until
-from twenty_jobs.observability.health import (
-    HealthReport,
-    Heartbeat,
-    HeartbeatRecord,
-    evaluate_health,
-    now_ms,
-    read_heartbeats,
-)
+from twenty_jobs.observability.heartbeat import Heartbeat, HeartbeatRecord, now_ms, read_heartbeats
+from twenty_jobs.ops.check import HealthReport, evaluate_health
 from twenty_jobs.ops.snapshot import count_workers
 from twenty_jobs.runtime.context import JobContext
 from twenty_jobs.runtime.producer import Producer

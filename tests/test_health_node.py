@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from interop_tests.node import NodeWorker, arun_fixture, fixture_installed
 from tests.conftest import REDIS_URL, RunningWorker, wait_until
 from twenty_jobs.cli.app import app
-from twenty_jobs.observability.health import Heartbeat
+from twenty_jobs.observability.heartbeat import Heartbeat
 from twenty_jobs.observability.worker_services import build_worker_services
 from twenty_jobs.runtime.context import JobContext
 from twenty_jobs.runtime.producer import Producer

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from twenty_jobs.observability.health import read_heartbeats
+from twenty_jobs.observability.heartbeat import read_heartbeats
 from twenty_jobs.runtime.producer import Producer
 from twenty_jobs.wire.keys import queue_key
 

@@ -23,7 +23,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from twenty_jobs.observability.health import read_heartbeats
+from twenty_jobs.observability.heartbeat import read_heartbeats
 from twenty_jobs.runtime.producer import Producer
 from twenty_jobs.runtime.supervisor import (
     RestartPolicy,

@@ -19,14 +19,14 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from tests.conftest import RunningWorker, wait_until
-from twenty_jobs.observability.health import Heartbeat
+from twenty_jobs.observability.heartbeat import Heartbeat
 from twenty_jobs.observability.http import MetricsServer, metric_names, prometheus_name, render_prometheus
 from twenty_jobs.observability.telemetry import JOB_DURATION_MS_BUCKETS, OtelObserver
 from twenty_jobs.observability.worker_services import build_worker_services
-from twenty_jobs.ops.snapshot import QueueSnapshot
 from twenty_jobs.runtime.context import JobContext
 from twenty_jobs.runtime.producer import Producer
 from twenty_jobs.runtime.registry import Registry, job
+from twenty_jobs.wire.counts import QueueSnapshot
 
 QUEUE = "workflow-queue"
 WS = "20202020-1c25-4d02-bf25-6aeccf7ea419"
@@ -201,7 +201,7 @@ async def test_metrics_port_serves_prometheus_text_and_healthz_for_a_running_wor
     register_steps(registry)
     built = build_worker_services(metrics_port=0, metrics_host="127.0.0.1")
     observers, services = built.observers, built.services
-    heartbeat, server = services
+    heartbeat, _, server = services
     assert isinstance(heartbeat, Heartbeat) and isinstance(server, MetricsServer)
     heartbeat.interval_s = 0.2
     await start_worker([QUEUE], observers=observers, services=services)
@@ -212,6 +212,7 @@ async def test_metrics_port_serves_prometheus_text_and_healthz_for_a_running_wor
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as http:
         metrics = await http.get("/metrics")
         health = await http.get("/healthz")
+        queues = await http.get("/queues")
         missing = await http.get("/nope")
     assert metrics.status_code == 200
     assert metrics.headers["content-type"].startswith("text/plain; version=0.0.4")
@@ -220,7 +221,13 @@ async def test_metrics_port_serves_prometheus_text_and_healthz_for_a_running_wor
     assert f'twenty_queue_jobs_by_state_total{{queue="{QUEUE}",state="waiting",' in body
     assert "job_latency_ms_count" in body
     assert health.status_code == 200 and health.json()["status"] == "ok"
-    assert missing.status_code == 404
+    # GET /queues: `queue stats --json` for every queue under the prefix.
+    assert queues.status_code == 200 and queues.headers["content-type"] == "application/json"
+    assert queues.json()["queues"][QUEUE] == {
+        "waiting": 0, "active": 0, "completed": 1, "failed": 0, "delayed": 0, "paused": 0, "prioritized": 0,
+        "is_paused": False,
+    }
+    assert missing.status_code == 404 and "/queues" in missing.text
 
     async def redis_gone() -> None:
         raise ConnectionError("Connection refused")

@@ -1,7 +1,8 @@
 """Configuration from the environment, under the variable names Twenty itself uses.
 
 A team points twenty-jobs at the same `.env` its Twenty server reads: `REDIS_QUEUE_URL` (falling
-back to `REDIS_URL`), `WORKER_ENABLED_QUEUES` / `WORKER_EXCLUDED_QUEUES`, `PG_DATABASE_URL`.
+back to `REDIS_URL`), `WORKER_ENABLED_QUEUES` / `WORKER_EXCLUDED_QUEUES`. (`PG_DATABASE_URL` is
+read by the ported jobs' own settings, twenty_jobs/jobs/db.py.)
 """
 
 from __future__ import annotations
@@ -69,7 +70,6 @@ class Settings(BaseSettings):
     worker_excluded_queues: Annotated[list[str], NoDecode] = Field(
         default_factory=list, alias="WORKER_EXCLUDED_QUEUES"
     )
-    pg_database_url: str | None = Field(default=None, alias="PG_DATABASE_URL")
     prefix: str = Field(default=DEFAULT_PREFIX, alias="TWENTY_JOBS_PREFIX")
 
     @field_validator("worker_enabled_queues", "worker_excluded_queues", mode="before")

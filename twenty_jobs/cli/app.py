@@ -2,12 +2,13 @@
 
     work.py           work                      run workers
     enqueue.py        enqueue                   add a job as Twenty does
-    queue_control.py  pause, resume             queue control (the `queue` group joins here)
-    status.py         status                    counts and workers per queue
+    queue_control.py  pause, resume, queue stats|pause|resume|drain|clean|obliterate
+    status.py         status                    counts, workers and findings per queue
     check.py          check                     health verdict, exit 0/1
     failed.py         failed list|retry|clean   failed jobs
     cron.py           cron list|add|remove|register
     doctor.py         doctor                    what is wrong or risky, with fixes
+    repair.py         repair                    put orphaned jobs back
 
 Shared: options.py (options and bounds), context.py (settings, modules, connection, the queue-name
 rule), inputs.py (JSON data, backoff), output.py (tables, JSON, hints), errors.py (one line + exit).
@@ -21,7 +22,7 @@ from typing import Annotated
 import typer
 
 from twenty_jobs import __version__
-from twenty_jobs.cli import check, cron, doctor, enqueue, failed, queue_control, status, work
+from twenty_jobs.cli import check, cron, doctor, enqueue, failed, queue_control, repair, status, work
 from twenty_jobs.cli.errors import EXIT_RUNTIME, EXIT_USAGE, error_line
 
 app = typer.Typer(
@@ -38,11 +39,13 @@ app.command("work")(work.work)
 app.command("enqueue")(enqueue.enqueue)
 app.command("pause")(queue_control.pause)
 app.command("resume")(queue_control.resume)
+app.add_typer(queue_control.queue_app, name="queue")
 app.command("status")(status.status)
 app.command("check")(check.check)
 app.add_typer(failed.failed_app, name="failed")
 app.add_typer(cron.cron_app, name="cron")
 app.command("doctor")(doctor.doctor)
+app.command("repair")(repair.repair)
 
 
 def _print_version(value: bool) -> None:

@@ -6,25 +6,17 @@ import asyncio
 import socket
 from typing import Annotated
 
-import redis.asyncio as aioredis
 import typer
 from redis.exceptions import RedisError
 
 from twenty_jobs.cli.context import check_queues, settings_from
 from twenty_jobs.cli.errors import is_loopback, run, with_local_redis_hint
 from twenty_jobs.cli.options import MAX_SECONDS, CustomQueueOpt, JsonOpt, PrefixOpt, RedisUrlOpt, finite
-from twenty_jobs.cli.output import carry_prefix, print_json
+from twenty_jobs.cli.output import print_json
 from twenty_jobs.connection.client import make_client
-from twenty_jobs.observability.health import (
-    DEFAULT_STUCK_AFTER_S,
-    Finding,
-    HealthReport,
-    evaluate_health,
-    summary_line,
-    unreachable_report,
-)
-from twenty_jobs.ops.snapshot import discover_queues, ping
-from twenty_jobs.ops.status import NOTHING_UNDER_PREFIX
+from twenty_jobs.observability.heartbeat import DEFAULT_STUCK_AFTER_S
+from twenty_jobs.ops.check import HealthReport, evaluate_health, summary_line, unreachable_report
+from twenty_jobs.ops.snapshot import ping
 
 
 def check(
@@ -72,13 +64,10 @@ def check(
             async def judge() -> HealthReport:
                 await ping(client)
                 await check_queues(client, settings.prefix, queue or [], custom=custom_queue)
-                report = await evaluate_health(
+                return await evaluate_health(
                     client, settings.prefix, queues=queue, host=socket.gethostname() if this_host else None,
                     stuck_after_s=stuck_after,
                 )
-                if not queue and not this_host and not report.heartbeats:
-                    await _require_something_under_prefix(client, settings.prefix, report)
-                return report
 
             try:
                 return await asyncio.wait_for(judge(), timeout)
@@ -94,19 +83,13 @@ def check(
         print_json(report.as_dict())
     else:
         for problem in report.problems:
-            message = carry_prefix(problem.message, settings.prefix)
+            line = problem.one_line()
             if problem.code == "redis_unreachable" and is_loopback(url):
-                message = with_local_redis_hint(message)
-            typer.echo(f"unhealthy: {message}")
+                line = with_local_redis_hint(line)
+            typer.echo(f"unhealthy: {line}")
         if report.healthy:
             typer.echo(summary_line(report))
         for warning in report.warnings:
-            typer.echo(f"warning: {carry_prefix(warning.message, settings.prefix)}")
+            typer.echo(f"warning: {warning.one_line()}")
     raise typer.Exit(0 if report.healthy else 1)
 
-
-async def _require_something_under_prefix(client: aioredis.Redis, prefix: str, report: HealthReport) -> None:
-    """Nothing under the prefix: fail with the same sentence as `status`."""
-    if await discover_queues(client, prefix):
-        return
-    report.problems.append(Finding("nothing_under_prefix", NOTHING_UNDER_PREFIX.format(prefix=prefix)))

@@ -21,7 +21,7 @@ from twenty_jobs.cli.options import (
     RedisUrlOpt,
 )
 from twenty_jobs.cli.output import ago, console, escape, print_json
-from twenty_jobs.observability.health import now_ms
+from twenty_jobs.observability.heartbeat import now_ms
 from twenty_jobs.ops import crons as cron_ops
 from twenty_jobs.ops.snapshot import discover_queues
 from twenty_jobs.runtime.producer import Producer

@@ -9,14 +9,15 @@ import typer
 from twenty_jobs.cli.context import check_queues, connect, import_modules, settings_from
 from twenty_jobs.cli.errors import run
 from twenty_jobs.cli.options import CustomQueueOpt, ImportOpt, JsonOpt, PrefixOpt, QueuesOpt, RedisUrlOpt
-from twenty_jobs.cli.output import carry_prefix, console, escape, print_json
-from twenty_jobs.observability.health import now_ms, read_heartbeats
+from twenty_jobs.cli.output import console, escape, print_json
+from twenty_jobs.observability.heartbeat import now_ms, read_heartbeats
 from twenty_jobs.ops.doctor import DoctorReport, run_doctor
+from twenty_jobs.ops.findings import Severity
 from twenty_jobs.ops.snapshot import discover_queues, queue_exists
 from twenty_jobs.runtime.registry import Registry, default_registry
 from twenty_jobs.twenty.queues import KNOWN_QUEUES
 
-LEVEL_STYLE = {"ok": "green", "info": "blue", "warn": "yellow", "error": "red"}
+SEVERITY_STYLE = {Severity.OK: "green", Severity.INFO: "blue", Severity.WARN: "yellow", Severity.ERROR: "red"}
 
 
 def doctor(
@@ -61,9 +62,9 @@ def doctor(
         out = console()
         out.print(f"queues checked: {escape(', '.join(report.queues)) or 'none found under this prefix'}")
         for f in report.findings:
-            style = LEVEL_STYLE[f.level]
-            out.print(f"[{style}]{f.level.upper():5}[/{style}] {escape(carry_prefix(f.message, settings.prefix))}")
+            style = SEVERITY_STYLE[f.severity]
+            out.print(f"[{style}]{f.severity.upper():5}[/{style}] {escape(f.message)}")
             if f.fix:
-                out.print(f"      [bold]fix:[/bold] {escape(carry_prefix(f.fix, settings.prefix))}")
+                out.print(f"      [bold]fix:[/bold] {escape(f.fix)}")
         out.print(f"{report.errors} error(s), {report.warnings} warning(s)")
     raise typer.Exit(1 if report.errors else 0)

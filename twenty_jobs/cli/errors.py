@@ -16,7 +16,6 @@ import typer
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
-from twenty_jobs.cli.output import carry_prefix
 from twenty_jobs.errors import ConfigError, RedisUnavailableError, TwentyJobsError
 from twenty_jobs.settings import Settings
 
@@ -65,8 +64,8 @@ def with_local_redis_hint(message: str) -> str:
 
 def run(coro: Coroutine[Any, Any, T], *, settings: Settings | None = None) -> T:
     """Run a command's coroutine; the errors above become one line and their exit code. With the
-    command's settings, the line's fix hints keep its --prefix and a local Redis that does not
-    answer comes with how to start one."""
+    command's settings, a local Redis that does not answer comes with how to start one. (Fix hints
+    that quote a command already carry the --prefix in use: twenty_jobs/ops/findings.py, command.)"""
     try:
         return asyncio.run(coro)
     except (TwentyJobsError, ValidationError, RedisError) as exc:
@@ -74,7 +73,7 @@ def run(coro: Coroutine[Any, Any, T], *, settings: Settings | None = None) -> T:
         if line is None:
             raise
         message, code = line
-        fail(carry_prefix(message, settings.prefix) if settings else message, code)
+        fail(message, code)
 
 
 def is_loopback(url: str) -> bool:

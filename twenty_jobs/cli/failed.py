@@ -1,4 +1,4 @@
-"""`twenty-jobs failed list|retry|clean`: the failed jobs of a queue."""
+"""`twenty-jobs failed list|retry|clean`: the failed jobs of a queue (`list`: of every queue, too)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ from twenty_jobs.cli.errors import fail, run
 from twenty_jobs.cli.options import CustomQueueOpt, JsonOpt, PrefixOpt, QueueArg, RedisUrlOpt
 from twenty_jobs.cli.output import Progress, ago, console, escape, print_json, shorten
 from twenty_jobs.errors import ConfigError
-from twenty_jobs.observability.health import now_ms
+from twenty_jobs.observability.heartbeat import now_ms
 from twenty_jobs.ops import failed as failed_ops
+from twenty_jobs.ops.queues import in_display_order
+from twenty_jobs.ops.snapshot import discover_queues
 
 failed_app = typer.Typer(help="List, retry and clean failed jobs.", no_args_is_help=True)
 
@@ -27,44 +29,60 @@ BatchOpt = Annotated[
 
 @failed_app.command("list")
 def failed_list(
-    queue: QueueArg,
+    queue: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="[QUEUE]", help="Queue name, e.g. webhook-queue. Default: every queue under the prefix."
+        ),
+    ] = None,
     limit: Annotated[
-        int, typer.Option("--limit", "-n", metavar="N", min=1, max=100_000, help="How many, newest first.")
+        int, typer.Option("--limit", "-n", metavar="N", min=1, max=100_000, help="How many per queue, newest first.")
     ] = 20,
     json_out: JsonOpt = False,
     custom_queue: CustomQueueOpt = False,
     redis_url: RedisUrlOpt = None,
     prefix: PrefixOpt = None,
 ) -> None:
-    """The most recently failed jobs of QUEUE, with their reasons."""
+    """The most recently failed jobs of QUEUE (or of every queue that has some), with their reasons."""
     settings = settings_from(redis_url, prefix)
 
-    async def go() -> tuple[int, list[failed_ops.FailedJob]]:
+    async def go() -> list[tuple[str, int, list[failed_ops.FailedJob]]]:
         async with connect(settings) as client:
-            await check_queues(client, settings.prefix, [queue], custom=custom_queue)
-            return (await failed_ops.count_failed(client, settings.prefix, queue),
-                    await failed_ops.list_failed(client, settings.prefix, queue, limit))
+            await check_queues(client, settings.prefix, [queue] if queue else [], custom=custom_queue)
+            names = [queue] if queue else in_display_order(await discover_queues(client, settings.prefix))
+            found = []
+            for name in names:
+                total = await failed_ops.count_failed(client, settings.prefix, name)
+                if total or queue:
+                    found.append((name, total, await failed_ops.list_failed(client, settings.prefix, name, limit)))
+            return found
 
-    total, jobs = run(go(), settings=settings)
+    found = run(go(), settings=settings)
     if json_out:
-        print_json({"queue": queue, "total": total, "jobs": [j.as_dict() for j in jobs]})
+        if queue:
+            _, total, jobs = found[0]
+            print_json({"queue": queue, "total": total, "jobs": [j.as_dict() for j in jobs]})
+        else:
+            print_json({"queues": [{"queue": name, "total": total, "jobs": [j.as_dict() for j in jobs]}
+                                   for name, total, jobs in found]})
         return
     out = console()
-    if not jobs:
-        out.print(f"no failed jobs on {escape(queue)}")
+    if not found or not found[0][2]:
+        out.print(f"no failed jobs on {escape(queue)}" if queue else "no failed jobs on any queue under this prefix")
         return
     at = now_ms()
-    table = Table(
-        title=f"{escape(queue)}: {len(jobs)} of {total} failed job(s), newest first", title_justify="left"
-    )
-    for col in ("id", "name", "attempts", "failed", "workspace", "reason"):
-        table.add_column(col, no_wrap=col in ("id", "name"), overflow="fold")
-    for j in jobs:
-        table.add_row(
-            escape(j.id), escape(j.name or "?"), f"{j.attempts_made}/{j.attempts}", ago(j.failed_at, at),
-            escape(j.workspace_id or ""), escape(shorten(j.failed_reason or "", REASON_WIDTH)),
+    for name, total, jobs in found:
+        table = Table(
+            title=f"{escape(name)}: {len(jobs)} of {total} failed job(s), newest first", title_justify="left"
         )
-    out.print(table)
+        for col in ("id", "name", "attempts", "failed", "workspace", "reason"):
+            table.add_column(col, no_wrap=col in ("id", "name"), overflow="fold")
+        for j in jobs:
+            table.add_row(
+                escape(j.id), escape(j.name or "?"), f"{j.attempts_made}/{j.attempts}", ago(j.failed_at, at),
+                escape(j.workspace_id or ""), escape(shorten(j.failed_reason or "", REASON_WIDTH)),
+            )
+        out.print(table)
 
 
 @failed_app.command("retry")

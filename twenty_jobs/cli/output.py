@@ -1,11 +1,9 @@
-"""How commands print: rich tables for people, JSON for scripts, progress on stderr, and fix
-hints that repeat the `--prefix` in use."""
+"""How commands print: rich tables for people, JSON for scripts, progress on stderr."""
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -16,12 +14,10 @@ from rich.markup import escape
 from rich.progress import Progress as RichProgress
 from rich.progress import TaskID
 
-from twenty_jobs.wire.keys import DEFAULT_PREFIX
-
 # Width of piped output when COLUMNS is not set: whole lines rather than tables folded at 80.
 PIPED_WIDTH = 200
 
-__all__ = ["Progress", "ago", "carry_prefix", "console", "escape", "print_json", "shorten"]
+__all__ = ["Progress", "ago", "console", "escape", "print_json", "shorten"]
 
 
 def console() -> Console:
@@ -63,25 +59,6 @@ def shorten(text: str, limit: int) -> str:
     if space > limit // 2:
         cut = cut[:space]
     return cut.rstrip(" ,;:.") + "…"
-
-
-# Hints quote commands in backticks: "`twenty-jobs work --queue x`".
-_HINTED_COMMAND = re.compile(r"`(twenty-jobs [^`]*)`")
-
-
-def carry_prefix(text: str, prefix: str) -> str:
-    """Add `--prefix P` to every quoted `twenty-jobs ...` command in a hint when P is not the
-    default, so the fix works as pasted for the queues the user is looking at."""
-    if prefix == DEFAULT_PREFIX:
-        return text
-
-    def add(match: re.Match[str]) -> str:
-        command = match.group(1)
-        if " --prefix" in command:
-            return match.group(0)
-        return f"`{command} --prefix {prefix}`"
-
-    return _HINTED_COMMAND.sub(add, text)
 
 
 class Progress:

@@ -15,8 +15,8 @@ from twenty_jobs.cli.context import check_queues, connect, settings_from
 from twenty_jobs.cli.errors import EXIT_RUNTIME, run
 from twenty_jobs.cli.options import MAX_SECONDS, CustomQueueOpt, JsonOpt, PrefixOpt, QueuesOpt, RedisUrlOpt, finite
 from twenty_jobs.cli.output import console, escape, print_json
-from twenty_jobs.observability.health import now_ms
-from twenty_jobs.ops.status import NOTHING_UNDER_PREFIX, collect_status
+from twenty_jobs.observability.heartbeat import now_ms
+from twenty_jobs.ops.status import StatusReport, collect_status
 
 COLUMNS = ("waiting", "prioritized", "active", "delayed", "completed", "failed", "paused_jobs")
 
@@ -58,7 +58,11 @@ def status(
     redis_url: RedisUrlOpt = None,
     prefix: PrefixOpt = None,
 ) -> None:
-    """Per queue: waiting, prioritized, active, delayed, completed, failed, paused, live workers."""
+    """Per queue: waiting, prioritized, active, delayed, completed, failed, paused, live workers;
+    then what `check` would say about them (jobs nobody consumes, a paused queue holding jobs).
+
+    Exit 1 when there is no queue and no worker under the prefix (the wrong Redis or --prefix).
+    """
     settings = settings_from(redis_url, prefix)
     out = console()
 
@@ -68,10 +72,10 @@ def status(
             if watch:
                 await _watch(client, settings.prefix, queue, out, json_out, interval, iterations)
                 return
-            rows = await collect_status(client, settings.prefix, queue, now_ms())
-            _show(out, rows, settings.prefix, json_out)
-            if not rows:
-                # The same verdict as `check`: nothing under the prefix is the wrong Redis or prefix.
+            report = await collect_status(client, settings.prefix, queue, now_ms())
+            _show(out, report, json_out)
+            if not report.rows:
+                # The same verdict as `check` (finding `nothing_under_prefix`): the wrong Redis or prefix.
                 raise typer.Exit(EXIT_RUNTIME)
 
     try:
@@ -80,13 +84,18 @@ def status(
         pass
 
 
-def _show(out: Console, rows: list[dict[str, Any]], prefix: str, json_out: bool) -> None:
+def _show(out: Console, report: StatusReport, json_out: bool) -> None:
     if json_out:
-        print_json({"prefix": prefix, "at": now_ms(), "queues": rows})
-    elif not rows:
-        typer.echo(NOTHING_UNDER_PREFIX.format(prefix=prefix), err=True)
-    else:
-        out.print(status_table(rows, prefix))
+        print_json(report.as_dict())
+        return
+    if report.rows:
+        out.print(status_table(report.rows, report.prefix))
+    for finding in report.findings:
+        line = f"{finding.severity.upper()}: {finding.one_line()}"
+        if report.rows:
+            out.print(line, markup=False)
+        else:
+            typer.echo(line, err=True)
 
 
 async def _watch(
@@ -94,20 +103,19 @@ async def _watch(
     json_out: bool, interval: float, iterations: int,
 ) -> None:
     # Discovering queues SCANs the keyspace: do it once, then only re-read the counts.
-    names = queues or [r["name"] for r in await collect_status(client, prefix, None, now_ms())]
+    names = queues or [r["name"] for r in (await collect_status(client, prefix, None, now_ms())).rows]
     count = 0
     if json_out:
         while not iterations or count < iterations:
-            rows = await collect_status(client, prefix, names, now_ms())
-            print_json({"prefix": prefix, "at": now_ms(), "queues": rows})
+            print_json((await collect_status(client, prefix, names, now_ms())).as_dict())
             count += 1
             if not iterations or count < iterations:
                 await asyncio.sleep(interval)
         return
     with Live(console=out, auto_refresh=False) as live:
         while not iterations or count < iterations:
-            rows = await collect_status(client, prefix, names, now_ms())
-            live.update(status_table(rows, prefix), refresh=True)
+            report = await collect_status(client, prefix, names, now_ms())
+            live.update(status_table(report.rows, prefix), refresh=True)
             count += 1
             if not iterations or count < iterations:
                 await asyncio.sleep(interval)

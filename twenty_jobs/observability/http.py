@@ -1,4 +1,5 @@
-"""`twenty-jobs work --metrics-port P`: Prometheus text on `/metrics` and a probe on `/healthz`.
+"""`twenty-jobs work --metrics-port P`: Prometheus text on `/metrics`, a probe on `/healthz`, and
+the job counts of every queue under the prefix as JSON on `/queues`.
 
 The text follows `@opentelemetry/exporter-prometheus`, the exporter Twenty's server uses
 (`PrometheusExporter({port: 9464})`): characters outside `[a-zA-Z0-9_]` become `_`, counters get
@@ -8,7 +9,9 @@ Twenty's own workers expose. It is rendered from the observer's in-process aggre
 (`telemetry.JobMetrics`), so serving it needs neither the OpenTelemetry SDK nor a Prometheus
 client library.
 
-The server is plain asyncio: two GET routes, one response per connection.
+The server is plain asyncio: three GET routes, one response per connection. `/queues` is answered
+by whatever the process wires in (`twenty_jobs.ops.queues.QueueStatsEndpoint` for `work`), so
+this module reads no queue itself.
 """
 
 from __future__ import annotations
@@ -20,8 +23,8 @@ import logging
 import math
 import re
 import socket
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from twenty_jobs.errors import ConfigError
 from twenty_jobs.observability.telemetry import (
@@ -41,9 +44,9 @@ from twenty_jobs.observability.telemetry import (
 )
 
 if TYPE_CHECKING:
-    from twenty_jobs.observability.health import Heartbeat
-    from twenty_jobs.ops.snapshot import QueueSnapshot
+    from twenty_jobs.observability.heartbeat import Heartbeat
     from twenty_jobs.runtime.worker import TwentyWorker
+    from twenty_jobs.wire.counts import QueueSnapshot
 
 log = logging.getLogger("twenty_jobs.observability.http")
 
@@ -123,8 +126,13 @@ def render_prometheus(job_metrics: JobMetrics | None, snapshots: Iterable[QueueS
     return "\n".join(lines) + "\n"
 
 
+QueuesDocument = Callable[[], Awaitable[Any]]
+"""What `GET /queues` answers: a coroutine function returning a JSON-able document."""
+
+
 class MetricsServer:
-    """A WorkerService serving `/metrics` (Prometheus text) and `/healthz` (this process's health)."""
+    """A WorkerService serving `/metrics` (Prometheus text), `/healthz` (this process's health) and,
+    when given `queues`, `/queues` (queue stats as JSON)."""
 
     def __init__(
         self,
@@ -133,11 +141,13 @@ class MetricsServer:
         host: str = "0.0.0.0",
         job_metrics: JobMetrics | None = None,
         health: Heartbeat | None = None,
+        queues: QueuesDocument | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.job_metrics = job_metrics
         self.health = health
+        self.queues = queues
         self._sock: socket.socket | None = None
         self._server: asyncio.Server | None = None
 
@@ -162,7 +172,8 @@ class MetricsServer:
     async def start(self, worker: TwentyWorker | None = None) -> None:
         self.bind()
         self._server = await asyncio.start_server(self._serve, sock=self._sock, limit=MAX_REQUEST_BYTES)
-        log.info("serving /metrics and /healthz on http://%s:%d", self.host, self.port)
+        routes = "/metrics, /healthz and /queues" if self.queues is not None else "/metrics and /healthz"
+        log.info("serving %s on http://%s:%d", routes, self.host, self.port)
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -174,7 +185,7 @@ class MetricsServer:
             self._sock.close()
             self._sock = None
 
-    def respond(self, path: str) -> tuple[int, str, bytes]:
+    async def respond(self, path: str) -> tuple[int, str, bytes]:
         """(status, content type, body) for a GET of `path`."""
         if path == "/metrics":
             snapshots = self.health.queue_stats().values() if self.health is not None else ()
@@ -184,7 +195,15 @@ class MetricsServer:
                 return 200, "application/json", b'{"status":"ok","problems":[]}\n'
             state = self.health.local_health()
             return (200 if state.ok else 503), "application/json", (json.dumps(state.as_dict()) + "\n").encode()
-        return 404, "text/plain", b"not found: try /metrics or /healthz\n"
+        if path == "/queues" and self.queues is not None:
+            try:
+                document = await asyncio.wait_for(self.queues(), REQUEST_TIMEOUT_S)
+            except Exception as exc:  # Redis away or slow: say so, the scraper retries
+                log.warning("GET /queues failed: %s", str(exc) or type(exc).__name__)
+                return 503, "application/json", (json.dumps({"error": str(exc) or type(exc).__name__}) + "\n").encode()
+            return 200, "application/json", (json.dumps(document) + "\n").encode()
+        routes = "/metrics, /healthz or /queues" if self.queues is not None else "/metrics or /healthz"
+        return 404, "text/plain", f"not found: try {routes}\n".encode()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -194,7 +213,7 @@ class MetricsServer:
             if method not in ("GET", "HEAD"):
                 status, ctype, body = 405, "text/plain", b"only GET\n"
             else:
-                status, ctype, body = self.respond(path)
+                status, ctype, body = await self.respond(path)
             writer.write(_response(status, ctype, b"" if method == "HEAD" else body, len(body)))
             await writer.drain()
         except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):

@@ -1,4 +1,4 @@
-"""OpenTelemetry metrics and spans under Twenty's own names (twenty-wire.md §6).
+"""OpenTelemetry metrics and spans under Twenty's own names (docs/twenty-queues.md, "Health and metrics").
 
 Twenty's worker (BullMQDriver @ text 62108663571) emits, on the meter `twenty-server`:
 * `job/completed` {queue, job_name, workspace_id?} on every worker `completed` event;
@@ -37,8 +37,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 from twenty_jobs.runtime.context import workspace_id_of
 
 if TYPE_CHECKING:
-    from twenty_jobs.ops.snapshot import QueueSnapshot
-    from twenty_jobs.wire.job import JobRecord as Job
+    from twenty_jobs.wire.counts import QueueSnapshot
 
 METER_NAME = "twenty-server"
 TRACER_NAME = "twenty-jobs"
@@ -68,6 +67,23 @@ JOB_DURATION_MS_BUCKETS: tuple[float, ...] = (
 
 # Attributes as a hashable tuple of (key, value) pairs, in Twenty's order.
 Attrs = tuple[tuple[str, str], ...]
+
+
+class Job(Protocol):
+    """What the observer reads of a job the worker reports (the fields of a BullMQ job)."""
+
+    @property
+    def id(self) -> str | None: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def data(self) -> Any: ...
+    @property
+    def timestamp(self) -> int | float | None: ...
+    @property
+    def delay(self) -> int | float | None: ...
+    @property
+    def attemptsMade(self) -> int: ...  # BullMQ's name
 
 
 class QueueStatsSource(Protocol):

@@ -1,5 +1,6 @@
 """What every `twenty-jobs work` process runs beside its queue workers: the heartbeat (read by
-`check`/`status`), the OpenTelemetry observer, and on request the `/metrics` + `/healthz` server.
+`check`/`status`), the OpenTelemetry observer, and on request the `/metrics` + `/healthz` + `/queues`
+server.
 
 Assembled here, not in the CLI, so any program that embeds the worker gets the same set.
 """
@@ -8,9 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from twenty_jobs.observability.health import Heartbeat
+from twenty_jobs.observability.heartbeat import Heartbeat
 from twenty_jobs.observability.http import MetricsServer
 from twenty_jobs.observability.telemetry import OtelObserver
+from twenty_jobs.ops.queues import QueueStatsEndpoint
 from twenty_jobs.runtime.worker import JobObserver, WorkerService
 
 
@@ -24,7 +26,8 @@ class WorkerServices:
 
 def build_worker_services(metrics_port: int | None = None, *, metrics_host: str = "0.0.0.0") -> WorkerServices:
     """The heartbeat (observer + service), the OpenTelemetry observer, and with a port the
-    `/metrics` + `/healthz` server.
+    `/metrics` + `/healthz` + `/queues` server. Services start in order: the heartbeat, the
+    `/queues` endpoint (it opens its Redis connection), then the server that calls it.
 
     Call it after the handler modules are imported: the observer exports to OpenTelemetry (and
     makes spans) only if an SDK provider is installed by then. A port that cannot be bound raises
@@ -33,7 +36,11 @@ def build_worker_services(metrics_port: int | None = None, *, metrics_host: str 
     telemetry = OtelObserver(stats=heartbeat)
     built = WorkerServices(observers=[heartbeat, telemetry], services=[heartbeat])
     if metrics_port is not None:
-        server = MetricsServer(metrics_port, host=metrics_host, job_metrics=telemetry.metrics, health=heartbeat)
+        queue_stats = QueueStatsEndpoint()
+        server = MetricsServer(
+            metrics_port, host=metrics_host, job_metrics=telemetry.metrics, health=heartbeat,
+            queues=queue_stats.document,
+        )
         server.bind()
-        built.services.append(server)
+        built.services += [queue_stats, server]
     return built

@@ -4,7 +4,7 @@ jobs older Twenty releases left behind.
 Both live in the queue's `repeat` sorted set (member = id, score = next run in ms) with a
 `repeat:<id>` hash. Telling them apart matters: the Python port treats every entry as a job
 scheduler, so a legacy repeatable advanced by a Python worker loses its data or silently stops
-(bullmq-python.md §4). Node >= 5.76.1 decides by probing the hash for `ic` (iteration count), but
+(docs/mixed-versions.md). Node >= 5.76.1 decides by probing the hash for `ic` (iteration count), but
 Twenty's 5.40.0 only writes `ic` after the first iteration, so we also accept a template
 (`opts`/`data`, which Twenty's addCron always stores) and look at the member's shape: a legacy
 hash-keyed repeatable is an md5 hex digest, an older one `name:id:endDate:tz:pattern`.
@@ -23,8 +23,8 @@ from twenty_jobs.errors import TwentyJobsError
 from twenty_jobs.runtime.producer import Producer
 from twenty_jobs.runtime.registry import JobHandler, Registry
 from twenty_jobs.twenty.options import cron_scheduler_id
-from twenty_jobs.wire.compat import is_legacy_repeatable
-from twenty_jobs.wire.keys import queue_key
+from twenty_jobs.wire.compat import legacy_repeatable
+from twenty_jobs.wire.keys import QueueKeys
 
 # Twenty's docker entrypoint skips `cron:register:all` when this is "true".
 DISABLE_ENV = "DISABLE_CRON_JOBS_REGISTRATION"
@@ -60,7 +60,7 @@ class CronEntry:
 async def list_crons(client: aioredis.Redis, prefix: str, queues: list[str]) -> list[CronEntry]:
     pipe = client.pipeline(transaction=False)
     for queue in queues:
-        pipe.zrange(queue_key(prefix, queue, "repeat"), 0, -1, withscores=True)
+        pipe.zrange(QueueKeys(prefix, queue).repeat, 0, -1, withscores=True)
     members = await pipe.execute()
     pairs = [(queue, str(member), int(score)) for queue, entries in zip(queues, members, strict=True)
              for member, score in entries]
@@ -68,19 +68,16 @@ async def list_crons(client: aioredis.Redis, prefix: str, queues: list[str]) -> 
         return []
     pipe = client.pipeline(transaction=False)
     for queue, member, _ in pairs:
-        pipe.hgetall(queue_key(prefix, queue, f"repeat:{member}"))
+        pipe.hgetall(QueueKeys(prefix, queue).repeat_entry(member))
     out = []
     for (queue, member, score), fields in zip(pairs, await pipe.execute(), strict=True):
-        legacy = is_legacy_repeatable(member, fields)
-        name = fields.get("name")
-        pattern = fields.get("pattern")
-        tz = fields.get("tz")
-        if legacy and not fields:
-            # `name:id:endDate:tz:pattern` (the pattern itself may contain colons).
-            parts = member.split(":")
-            name = parts[0] or None
-            tz = (parts[3] if len(parts) > 3 else "") or None
-            pattern = ":".join(parts[4:]) or None
+        legacy = legacy_repeatable(queue, member, score, fields)
+        if legacy is not None:
+            out.append(CronEntry(
+                queue=queue, id=member, kind="legacy", name=legacy.name, pattern=legacy.pattern,
+                every_ms=legacy.every_ms, tz=legacy.tz, next_run=score, iterations=None,
+            ))
+            continue
         data: Any = None
         if fields.get("data"):
             try:
@@ -88,8 +85,8 @@ async def list_crons(client: aioredis.Redis, prefix: str, queues: list[str]) -> 
             except ValueError:
                 data = fields["data"]
         out.append(CronEntry(
-            queue=queue, id=member, kind="legacy" if legacy else "scheduler", name=name, pattern=pattern,
-            every_ms=int(fields["every"]) if fields.get("every") else None, tz=tz, next_run=score,
+            queue=queue, id=member, kind="scheduler", name=fields.get("name"), pattern=fields.get("pattern"),
+            every_ms=int(fields["every"]) if fields.get("every") else None, tz=fields.get("tz"), next_run=score,
             iterations=int(fields["ic"]) if fields.get("ic") else None, data=data,
         ))
     return out

@@ -16,6 +16,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from twenty_jobs.errors import ConfigError
+from twenty_jobs.ops.findings import command
 from twenty_jobs.runtime.context import workspace_id_of
 from twenty_jobs.wire.keys import QueueKeys, job_key, meta_key, queue_key
 from twenty_jobs.wire.lua import ClientRunner
@@ -115,7 +116,7 @@ async def refuse_if_paused(client: aioredis.Redis, prefix: str, queue: str) -> N
     if await client.hexists(meta_key(prefix, queue), "paused"):  # type: ignore[misc]
         raise ConfigError(
             f"queue '{queue}' is paused: retried jobs could be lost when Node bullmq 5 resumes it. "
-            f"Resume it first (`twenty-jobs resume {queue}`, or from Twenty/Node when Node bullmq < 6 "
+            f"Resume it first (`{command('resume', queue, prefix=prefix)}`, or from Twenty/Node when Node bullmq < 6 "
             "shares the queue), then retry."
         )
 
@@ -133,7 +134,8 @@ async def retry_one(client: aioredis.Redis, prefix: str, queue: str, job_id: str
         exists = await client.exists(key)
         where = "is not in the failed set" if exists else "does not exist"
         raise ConfigError(
-            f"job '{job_id}' on queue '{queue}' {where}; `twenty-jobs failed list {queue}` shows the failed ones"
+            f"job '{job_id}' on queue '{queue}' {where}; `{command('failed', 'list', queue, prefix=prefix)}` shows "
+            "the failed ones"
         )
     opts_obj = _json(opts)
     lifo = bool(opts_obj.get("lifo")) if isinstance(opts_obj, dict) else False

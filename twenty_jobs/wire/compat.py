@@ -1,5 +1,5 @@
 """Mixed-version guard: what changes when Node bullmq < 6 (Twenty pins 5.40.0) shares a queue with
-the Python port, whose Lua scripts are Node bullmq 6.4.0's (bullmq-python.md §2, §5).
+the Python port, whose Lua scripts are Node bullmq 6.4.0's (docs/mixed-versions.md).
 
 Three hazards, all proven against real Node (interop_tests/test_compat_interop.py):
 
@@ -17,7 +17,7 @@ Three hazards, all proven against real Node (interop_tests/test_compat_interop.p
 
 Plus **legacy repeatable jobs** (the `repeat` job option of bullmq < 6, Twenty's oldest cron
 driver): the port treats every `repeat` entry as a job scheduler, so a legacy repeatable advanced by
-a Python worker loses its data or silently stops (bullmq-python.md §4).
+a Python worker loses its data or silently stops (docs/mixed-versions.md).
 
 The Node version comes from the queue's meta hash: every Node `Queue` writes
 `HSET <prefix>:<queue>:meta version "bullmq:<version>"` when it connects (Twenty's server creates
@@ -29,13 +29,13 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
 
 from twenty_jobs.errors import ConfigError
-from twenty_jobs.wire.keys import meta_key, queue_key
+from twenty_jobs.wire.keys import QueueKeys
 
 # The Node bullmq whose Lua the pinned Python port (bullmq==3.4.4) ships, byte for byte.
 PORT_LUA_NODE_VERSION = "6.4.0"
@@ -109,7 +109,7 @@ def parse_meta_version(value: str | bytes | None) -> NodeVersion | None:
 async def read_node_version(client: aioredis.Redis, prefix: str, queue: str) -> NodeVersion | None:
     """`HGET <prefix>:<queue>:meta version`: the last Node bullmq that opened the queue, or None
     when no Node Queue has (yet) announced itself there."""
-    value = await client.hget(meta_key(prefix, queue), "version")  # type: ignore[misc]
+    value = await client.hget(QueueKeys(prefix, queue).meta, "version")  # type: ignore[misc]
     return parse_meta_version(value)
 
 
@@ -133,6 +133,7 @@ class LegacyRepeatable:
     pattern: str | None
     every_ms: int | None
     next_millis: int
+    tz: str | None = None
 
     @property
     def schedule(self) -> str:
@@ -151,7 +152,7 @@ def legacy_repeat_key(name: str, *, job_id: str = "", end_date: int | None = Non
     return f"{name}:{job_id}:{end_date if end_date else ''}:{tz}:{suffix}"
 
 
-def is_legacy_repeatable(member: str, fields: dict[str, str]) -> bool:
+def is_legacy_repeatable(member: str, fields: Mapping[str, str]) -> bool:
     """Tell a legacy repeatable from a job scheduler, given its `repeat` member and `repeat:<member>`
     hash.
 
@@ -167,37 +168,49 @@ def is_legacy_repeatable(member: str, fields: dict[str, str]) -> bool:
     return bool(_MD5_HEX.match(member)) or member.count(":") >= 4
 
 
+def legacy_repeatable(
+    queue: str, member: str, next_millis: float, fields: Mapping[str, str]
+) -> LegacyRepeatable | None:
+    """The legacy repeatable that the `repeat` entry `member` (score `next_millis`, hash `fields`)
+    describes, or None when the entry is a job scheduler. The one parser of legacy entries: the
+    worker's startup check, `cron list` and `doctor` all read them through it."""
+    if not is_legacy_repeatable(member, fields):
+        return None
+    if fields:
+        name, pattern, every, tz = fields.get("name"), fields.get("pattern"), fields.get("every"), fields.get("tz")
+        shape = "md5" if _MD5_HEX.match(member) else "colon"
+    else:
+        parts = member.split(":")  # name:id:endDate:tz:pattern; the pattern itself may contain colons
+        name, pattern, every = parts[0] or None, ":".join(parts[4:]) or None, None
+        tz = (parts[3] if len(parts) > 3 else "") or None
+        shape = "colon"
+    every_ms = int(every) if every and every.isdigit() else None
+    if pattern and every_ms is None and pattern.isdigit() and not fields:
+        every_ms = int(pattern)  # colon keys put `every` where the pattern goes
+        pattern = None
+    return LegacyRepeatable(queue, member, shape, name or None, pattern or None, every_ms, int(next_millis), tz or None)
+
+
 async def find_legacy_repeatables(client: aioredis.Redis, prefix: str, queue: str) -> list[LegacyRepeatable]:
     """Every legacy repeatable job on `queue` (empty when it only has job schedulers)."""
+    keys = QueueKeys(prefix, queue)
     # withscores=True: (member, score) pairs (redis-py 8's stubs type every form of the reply).
     entries: list[tuple[str | bytes, float]] = await client.zrange(  # type: ignore[assignment]
-        queue_key(prefix, queue, "repeat"), 0, -1, withscores=True
+        keys.repeat, 0, -1, withscores=True
     )
     if not entries:
         return []
     members = [_text(m) for m, _ in entries]
     pipe = client.pipeline(transaction=False)
     for member in members:
-        pipe.hgetall(queue_key(prefix, queue, f"repeat:{member}"))
+        pipe.hgetall(keys.repeat_entry(member))
     hashes = await pipe.execute()
     found = []
     for member, (_, score), raw_fields in zip(members, entries, hashes, strict=True):
-        raw_fields = raw_fields or {}
-        fields = {_text(k): _text(v) for k, v in raw_fields.items()}
-        if not is_legacy_repeatable(member, fields):
-            continue
-        if fields:
-            name, pattern, every = fields.get("name"), fields.get("pattern"), fields.get("every")
-            shape = "md5" if _MD5_HEX.match(member) else "colon"
-        else:
-            parts = member.split(":")  # the pattern itself may contain colons
-            name, pattern, every = parts[0] or None, ":".join(parts[4:]) or None, None
-            shape = "colon"
-        every_ms = int(every) if every and every.isdigit() else None
-        if pattern and every_ms is None and pattern.isdigit() and not fields:
-            every_ms = int(pattern)  # colon keys put `every` where the pattern goes
-            pattern = None
-        found.append(LegacyRepeatable(queue, member, shape, name, pattern, every_ms, int(score)))
+        fields = {_text(k): _text(v) for k, v in (raw_fields or {}).items()}
+        legacy = legacy_repeatable(queue, member, score, fields)
+        if legacy is not None:
+            found.append(legacy)
     return found
 
 
@@ -212,6 +225,46 @@ def md5_of_legacy_key(concat_key: str) -> str:
 
 # -- the startup warning -------------------------------------------------------------------------
 
+# What to do about a Node bullmq below 6 on a queue twenty-jobs serves (worker log and `doctor`).
+NODE_BELOW_6_FIX = (
+    "upgrade Twenty's bullmq to 6.x (ideally 6.4), or keep each queue on one side "
+    "(WORKER_EXCLUDED_QUEUES on the Node worker for the queues twenty-jobs serves)"
+)
+LEGACY_REPEATABLE_HAZARD = (
+    "a twenty-jobs worker treats them as job schedulers, so their next iterations lose their data or stop"
+)
+LEGACY_REPEATABLE_FIX = (
+    "remove them (Node: queue.removeRepeatableByKey(key)) and register the crons again as job schedulers "
+    "(Twenty: `cron:register:all`; twenty-jobs: `twenty-jobs cron register`)"
+)
+
+
+def node_below_6_hazards(version: NodeVersion) -> list[str]:
+    """What goes wrong when Node bullmq `version` shares a queue with twenty-jobs, one sentence per
+    hazard (none from 6 on). The worker's startup warning and `doctor` both say exactly this."""
+    if not version.below_6:
+        return []
+    hazards = [
+        "pause/resume: twenty-jobs refuses to pause or resume this queue (a Node 5 resume RENAMEs "
+        "its `paused` list over `wait`, and jobs added from Python while paused are lost). Pause "
+        "and resume it from Twenty/Node, or pass --force if no Node 5 process will ever resume it."
+    ]
+    if version.stall_counter_field != "stc":
+        hazards.append(
+            f"stall counters: Node {version} counts stalls in the job field `stalledCounter`, "
+            "twenty-jobs in `stc`. With stall checkers on both sides each counts separately, so a "
+            "job can stall up to maxStalledCount times per side (in effect doubled) before it fails."
+        )
+    if not version.honours_deferred_failure:
+        hazards.append(
+            "deferred failure: when the twenty-jobs stall checker finds a job over maxStalledCount "
+            "it marks it failed-on-fetch (`defa`) and moves it back to wait; a Node worker below "
+            f"5.49.2 (this one is {version}) ignores the mark and runs the job again instead of "
+            "failing it."
+        )
+    return hazards
+
+
 def startup_warning(
     queue: str, version: NodeVersion | None, legacy: Sequence[LegacyRepeatable] = ()
 ) -> str | None:
@@ -225,37 +278,15 @@ def startup_warning(
             f"queue '{queue}' is shared with Node bullmq {version} (below 6); twenty-jobs runs the "
             f"Lua of Node bullmq {PORT_LUA_NODE_VERSION}. Mixed-version hazards on this queue:"
         )
-        lines.append(
-            "- pause/resume: twenty-jobs refuses to pause or resume this queue (a Node 5 resume RENAMEs "
-            "its `paused` list over `wait`, and jobs added from Python while paused are lost). Pause "
-            "and resume it from Twenty/Node, or pass --force if no Node 5 process will ever resume it."
-        )
-        if version.stall_counter_field != "stc":
-            lines.append(
-                f"- stall counters: Node {version} counts stalls in the job field `stalledCounter`, "
-                "twenty-jobs in `stc`. With stall checkers on both sides each counts separately, so a "
-                "job can stall up to maxStalledCount times per side (in effect doubled) before it fails."
-            )
-        if not version.honours_deferred_failure:
-            lines.append(
-                "- deferred failure: when the twenty-jobs stall checker finds a job over maxStalledCount "
-                "it marks it failed-on-fetch (`defa`) and moves it back to wait; a Node worker below "
-                f"5.49.2 (this one is {version}) ignores the mark and runs the job again instead of "
-                "failing it."
-            )
-        lines.append(
-            "Fix: upgrade Twenty's bullmq to 6.x (ideally 6.4), or keep each queue on one side "
-            "(WORKER_EXCLUDED_QUEUES on the Node worker for the queues twenty-jobs serves)."
-        )
+        lines.extend(f"- {hazard}" for hazard in node_below_6_hazards(version))
+        lines.append(f"Fix: {NODE_BELOW_6_FIX}.")
     if legacy:
         described = ", ".join(f"{r.name or r.key} ({r.schedule})" for r in legacy[:5])
         more = f" and {len(legacy) - 5} more" if len(legacy) > 5 else ""
         lines.append(
             f"queue '{queue}' holds {len(legacy)} legacy repeatable job(s) (the `repeat` job option of "
-            f"bullmq < 6, not job schedulers): {described}{more}. A twenty-jobs worker treats them as "
-            "job schedulers, so their next iterations lose their data or stop. Remove them "
-            "(Node: queue.removeRepeatableByKey(key)) and register the crons again as job schedulers "
-            "(Twenty: `cron:register:all`; twenty-jobs: `twenty-jobs cron register`)."
+            f"bullmq < 6, not job schedulers): {described}{more}. {LEGACY_REPEATABLE_HAZARD[0].upper()}"
+            f"{LEGACY_REPEATABLE_HAZARD[1:]}. {LEGACY_REPEATABLE_FIX[0].upper()}{LEGACY_REPEATABLE_FIX[1:]}."
         )
     return "\n".join(lines) if lines else None
 

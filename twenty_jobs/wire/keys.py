@@ -11,18 +11,12 @@ import base64
 
 DEFAULT_PREFIX = "bull"
 
-# Job states as BullMQ's getJobCounts names them, in the order people read them.
-JOB_STATES: tuple[str, ...] = (
-    "waiting", "prioritized", "active", "delayed", "completed", "failed", "paused", "waiting-children",
-)
-# States in which a job still has to run (what `--burst` waits for, and "jobs nobody consumes").
-PENDING_STATES: tuple[str, ...] = ("waiting", "prioritized", "delayed", "active", "paused")
-
 # Node's MetricsTime.ONE_WEEK: one data point a minute for a week (Twenty's worker `metrics` option).
 METRICS_ONE_WEEK_POINTS = 10_080
 
 # Our own keys, kept inside the queue's key space so `obliterate` and prefix isolation cover them.
-HEARTBEAT_SEGMENT = "twenty-jobs:worker"
+OWN_SEGMENT = "twenty-jobs"
+HEARTBEAT_SEGMENT = f"{OWN_SEGMENT}:worker"
 
 
 def queue_key(prefix: str, queue: str, suffix: str = "") -> str:
@@ -64,7 +58,19 @@ def heartbeat_key(prefix: str, queue: str, worker_id: str) -> str:
 
 
 def heartbeat_pattern(prefix: str, queue: str) -> str:
-    return queue_key(prefix, queue, f"{HEARTBEAT_SEGMENT}:*")
+    """A SCAN MATCH pattern for the heartbeats of `queue` (`*`: of every queue) under `prefix`."""
+    queue_part = queue if queue == "*" else glob_escape(queue)
+    return queue_key(glob_escape(prefix), queue_part, f"{HEARTBEAT_SEGMENT}:*")
+
+
+def repair_lock_key(prefix: str, queue: str) -> str:
+    """Held by `twenty-jobs repair --apply` while it puts a queue's orphaned jobs back."""
+    return queue_key(prefix, queue, f"{OWN_SEGMENT}:repair")
+
+
+def glob_escape(text: str) -> str:
+    """`text` as a literal in a SCAN MATCH pattern (a prefix or queue may contain `*?[]`)."""
+    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
 
 
 class QueueKeys:

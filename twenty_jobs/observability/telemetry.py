@@ -38,6 +38,7 @@ from twenty_jobs.runtime.context import workspace_id_of
 
 if TYPE_CHECKING:
     from twenty_jobs.wire.counts import QueueSnapshot
+    from twenty_jobs.wire.job import JobRecord as Job
 
 METER_NAME = "twenty-server"
 TRACER_NAME = "twenty-jobs"
@@ -67,23 +68,6 @@ JOB_DURATION_MS_BUCKETS: tuple[float, ...] = (
 
 # Attributes as a hashable tuple of (key, value) pairs, in Twenty's order.
 Attrs = tuple[tuple[str, str], ...]
-
-
-class Job(Protocol):
-    """What the observer reads of a job the worker reports (the fields of a BullMQ job)."""
-
-    @property
-    def id(self) -> str | None: ...
-    @property
-    def name(self) -> str: ...
-    @property
-    def data(self) -> Any: ...
-    @property
-    def timestamp(self) -> int | float | None: ...
-    @property
-    def delay(self) -> int | float | None: ...
-    @property
-    def attemptsMade(self) -> int: ...  # BullMQ's name
 
 
 class QueueStatsSource(Protocol):

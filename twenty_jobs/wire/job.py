@@ -8,7 +8,7 @@ Node BullMQ's (docs/bullmq-wire.md, "The job hash"): numbers are stored as decim
 Node apps, bugs and hand edits write hashes BullMQ itself never would. The parser never raises
 anything but `MalformedJob`, whose message names the job and the field, so the worker can fail such
 a job on its first fetch instead of leaving it in `active` for the stall checker to loop on
-(docs/hardening.md). Strings are expected decoded with `errors="surrogateescape"`: invalid UTF-8
+(docs/bullmq-wire.md, "The job hash"). Strings are expected decoded with `errors="surrogateescape"`: invalid UTF-8
 then survives decoding and is reported here, per field, instead of breaking the connection.
 """
 

@@ -5,9 +5,10 @@ Three hazards, all proven against real Node (interop_tests/test_compat_interop.p
 
 * **pause/resume loses jobs.** Since Node 6 a paused queue keeps adding to `wait` and only the
   `meta.paused` flag stops fetching; Node 5 moves jobs to a separate `paused` list instead, and its
-  `resume()` RENAMEs `paused` over `wait`. So after a pause from Python, jobs Python adds go to
-  `wait`, and a Node 5 resume overwrites that list: those jobs vanish from every list.
-  `refuse_pause_resume` refuses it unless forced.
+  `resume()` RENAMEs `paused` over `wait`. So after a pause from Python, the jobs still in `wait`
+  (and any the 6.x scripts add there) are overwritten by a Node 5 resume: they vanish from every
+  list. `refuse_pause_resume` refuses it unless forced; the producer adds plain jobs to the
+  `paused` list while a Node 5 has the queue paused (wire/scripts/queue.py `add_jobs`).
 * **Stall counters are split** (Node < 5.49): Node counts stalls in the job hash field
   `stalledCounter`, the port in `stc`. With a stall checker on both sides a job may stall up to
   `maxStalledCount` times on each side before it is failed.

@@ -8,7 +8,7 @@ Node BullMQ's (docs/bullmq-wire.md, "The job hash"): numbers are stored as decim
 Node apps, bugs and hand edits write hashes BullMQ itself never would. The parser never raises
 anything but `MalformedJob`, whose message names the job and the field, so the worker can fail such
 a job on its first fetch instead of leaving it in `active` for the stall checker to loop on
-(docs/hardening.md). Strings are expected decoded with `errors="surrogateescape"`: invalid UTF-8
+(docs/bullmq-wire.md, "The job hash"). Strings are expected decoded with `errors="surrogateescape"`: invalid UTF-8
 then survives decoding and is reported here, per field, instead of breaking the connection.
 """
 
@@ -284,11 +284,12 @@ class _FieldReader:
         return value
 
     def integer(self, key: str) -> int | None:
+        raw = self.fields.get(key)
+        if type(raw) is str and raw.isdigit() and raw.isascii() and len(raw) < 16:  # the common case, quickly
+            return int(raw)
         value = self.text(key)
         if value is None:
             return None
-        if value.isdigit() and value.isascii() and len(value) < 16:  # the common case, quickly
-            return int(value)
         if not _JS_NUMBER.fullmatch(value):
             raise self.fail(key, f"is not a number: {_preview(value)}")
         try:
@@ -323,7 +324,7 @@ class _FieldReader:
         if value is None:
             return default
         try:
-            return _JSON.decode(value)
+            return _decode(value)
         except RecursionError:
             raise self.fail(key, "is JSON nested too deeply to read") from None
         except ValueError as exc:
@@ -462,6 +463,16 @@ def _reject_constant(name: str) -> Any:
 
 # One decoder for every field (json.loads with an option would build a new one per call).
 _JSON = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+def _decode(text: str) -> Any:
+    """`JSON.parse`: one value, white space around it allowed. BullMQ writes none, so the value
+    alone is tried first (raw_decode skips decode's two white-space scans)."""
+    try:
+        value, end = _JSON.raw_decode(text)
+    except json.JSONDecodeError:
+        return _JSON.decode(text)
+    return value if end == len(text) else _JSON.decode(text)
 
 
 def _is_utf8(value: str) -> bool:

@@ -7,7 +7,6 @@ and the caller can show progress between calls.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -17,8 +16,9 @@ import redis.asyncio as aioredis
 
 from twenty_jobs.errors import ConfigError
 from twenty_jobs.ops.findings import command
-from twenty_jobs.runtime.context import workspace_id_of
-from twenty_jobs.wire.keys import QueueKeys, job_key, meta_key, queue_key
+from twenty_jobs.wire.counts import is_paused
+from twenty_jobs.wire.job import MalformedJob, parse_job_hash
+from twenty_jobs.wire.keys import QueueKeys
 from twenty_jobs.wire.lua import ClientRunner
 from twenty_jobs.wire.scripts.queue import clean_jobs_in_set, move_jobs_to_wait, reprocess_job
 
@@ -59,61 +59,52 @@ class FailedJob:
         return asdict(self)
 
 
-_FIELDS = ["name", "failedReason", "atm", "attemptsMade", "opts", "data", "timestamp", "finishedOn", "stacktrace"]
-
-
-def _int(value: Any) -> int | None:
-    try:
-        return int(float(value)) if value is not None else None
-    except ValueError:
-        return None
-
-
-def _json(value: Any) -> Any:
-    try:
-        return json.loads(value) if value else None
-    except ValueError:
-        return None
-
-
 async def count_failed(client: aioredis.Redis, prefix: str, queue: str) -> int:
-    return int(await client.zcard(queue_key(prefix, queue, "failed")))
+    return int(await client.zcard(QueueKeys(prefix, queue).failed))
 
 
 async def list_failed(client: aioredis.Redis, prefix: str, queue: str, limit: int = 20) -> list[FailedJob]:
-    """The `limit` most recently failed jobs, newest first."""
+    """The `limit` most recently failed jobs, newest first. Each hash is read with the one job-hash
+    parser (wire/job.py); a hash it refuses is listed with what could be read and the problem as
+    its reason, so a broken job is shown, not hidden."""
+    keys = QueueKeys(prefix, queue)
     # (job id, score) pairs; list[Any] as redis-py 8's stubs type every form of the reply.
-    entries: list[Any] = await client.zrevrange(queue_key(prefix, queue, "failed"), 0, max(0, limit - 1),
-                                                withscores=True)
+    entries: list[Any] = await client.zrevrange(keys.failed, 0, max(0, limit - 1), withscores=True)
     if not entries:
         return []
     pipe = client.pipeline(transaction=False)
     for job_id, _ in entries:
-        pipe.hmget(job_key(prefix, queue, str(job_id)), _FIELDS)
+        pipe.hgetall(keys.job(str(job_id)))
     out = []
-    for (job_id, score), values in zip(entries, await pipe.execute(), strict=True):
-        name, reason, atm, legacy_atm, opts, data, timestamp, finished_on, stack = values
-        opts_obj = _json(opts) or {}
-        trace = _json(stack)
-        out.append(FailedJob(
-            id=str(job_id),
-            name=name,
-            failed_reason=reason,
-            attempts_made=_int(atm) or _int(legacy_atm) or 0,
-            attempts=int(opts_obj.get("attempts") or 1) if isinstance(opts_obj, dict) else 1,
-            failed_at=_int(finished_on) or int(score),
-            added_at=_int(timestamp),
-            workspace_id=workspace_id_of(_json(data)),
-            stacktrace=[str(line) for line in trace] if isinstance(trace, list) else [],
-        ))
+    for (job_id, score), fields in zip(entries, await pipe.execute(), strict=True):
+        out.append(_failed_job(str(job_id), int(score), fields))
     return out
+
+
+def _failed_job(job_id: str, score: int, fields: dict[str, str]) -> FailedJob:
+    try:
+        record = parse_job_hash(job_id, fields)
+    except MalformedJob as exc:
+        return FailedJob(id=job_id, name=fields.get("name"), failed_reason=str(exc), attempts_made=0, attempts=1,
+                         failed_at=score, added_at=None, workspace_id=None)
+    return FailedJob(
+        id=job_id,
+        name=record.name,
+        failed_reason=record.failed_reason,
+        attempts_made=record.attempts_made,
+        attempts=record.opts.attempts,
+        failed_at=record.finished_on or score,
+        added_at=record.timestamp or None,
+        workspace_id=record.workspace_id,
+        stacktrace=list(record.stacktrace),
+    )
 
 
 async def refuse_if_paused(client: aioredis.Redis, prefix: str, queue: str) -> None:
     """The port's scripts push retried jobs to `wait` even on a paused queue (BullMQ 6 semantics);
     a Node bullmq 5 `resume()` then RENAMEs its `paused` list over `wait` and those jobs vanish
     (docs/mixed-versions.md, verified data loss). So never retry into a paused queue."""
-    if await client.hexists(meta_key(prefix, queue), "paused"):  # type: ignore[misc]
+    if await is_paused(client, QueueKeys(prefix, queue)):
         raise ConfigError(
             f"queue '{queue}' is paused: retried jobs could be lost when Node bullmq 5 resumes it. "
             f"Resume it first (`{command('resume', queue, prefix=prefix)}`, or from Twenty/Node when Node bullmq < 6 "
@@ -125,11 +116,12 @@ async def retry_one(client: aioredis.Redis, prefix: str, queue: str, job_id: str
     """Move one failed job back to wait (or to prioritized when it has a priority), as Node's
     `job.retry('failed')` does; its attempts count is kept."""
     await refuse_if_paused(client, prefix, queue)
-    key = job_key(prefix, queue, job_id)
+    keys = QueueKeys(prefix, queue)
+    key = keys.job(job_id)
     pipe = client.pipeline(transaction=False)
-    pipe.zscore(queue_key(prefix, queue, "failed"), job_id)
-    pipe.hget(key, "opts")
-    in_failed, opts = await pipe.execute()
+    pipe.zscore(keys.failed, job_id)
+    pipe.hgetall(key)
+    in_failed, fields = await pipe.execute()
     if in_failed is None:
         exists = await client.exists(key)
         where = "is not in the failed set" if exists else "does not exist"
@@ -137,9 +129,11 @@ async def retry_one(client: aioredis.Redis, prefix: str, queue: str, job_id: str
             f"job '{job_id}' on queue '{queue}' {where}; `{command('failed', 'list', queue, prefix=prefix)}` shows "
             "the failed ones"
         )
-    opts_obj = _json(opts)
-    lifo = bool(opts_obj.get("lifo")) if isinstance(opts_obj, dict) else False
-    await reprocess_job(ClientRunner(client), QueueKeys(prefix, queue), job_id, "failed", lifo=lifo)
+    try:
+        lifo = parse_job_hash(job_id, fields).opts.lifo
+    except MalformedJob as exc:
+        raise ConfigError(f"{exc}; it cannot be retried as it is (`{command('doctor', prefix=prefix)}`)") from None
+    await reprocess_job(ClientRunner(client), keys, job_id, "failed", lifo=lifo)
 
 
 async def retry_all(
@@ -156,9 +150,9 @@ async def retry_all(
     loop always ends. Like Node's, the script puts retried jobs in `wait` even when they carry a
     priority: they run before the queue's prioritized jobs, which is what a retry is for."""
     await refuse_if_paused(client, prefix, queue)
-    failed_key = queue_key(prefix, queue, "failed")
-    total = int(await client.zcount(failed_key, 0, now_ms))
     runner, keys = ClientRunner(client), QueueKeys(prefix, queue)
+    failed_key = keys.failed
+    total = int(await client.zcount(failed_key, 0, now_ms))
     done = 0
     while done < total:
         more = await move_jobs_to_wait(runner, keys, "failed", count=batch, timestamp=now_ms)
@@ -182,8 +176,8 @@ async def clean_failed(
 ) -> int:
     """Delete failed jobs that finished more than `older_than_ms` ago (job hash, logs and all),
     `batch` per Lua call (Node's `queue.clean(grace, limit, 'failed')`)."""
-    total = int(await client.zcount(queue_key(prefix, queue, "failed"), 0, now_ms - older_than_ms))
     runner, keys = ClientRunner(client), QueueKeys(prefix, queue)
+    total = int(await client.zcount(keys.failed, 0, now_ms - older_than_ms))
     done = 0
     while done < total:
         removed = await clean_jobs_in_set(runner, keys, "failed", grace_ms=older_than_ms, limit=batch)

@@ -21,10 +21,11 @@ from twenty_jobs.connection.client import make_client
 from twenty_jobs.errors import ConfigError, TwentyJobsError
 from twenty_jobs.ops.snapshot import discover_queues
 from twenty_jobs.twenty.queues import KNOWN_QUEUES
-from twenty_jobs.wire import admin_scripts
 from twenty_jobs.wire.compat import refuse_pause_resume
 from twenty_jobs.wire.counts import QueueSnapshot, read_queues
 from twenty_jobs.wire.keys import QueueKeys
+from twenty_jobs.wire.lua import ClientRunner
+from twenty_jobs.wire.scripts import queue as queue_scripts
 
 if TYPE_CHECKING:
     from twenty_jobs.runtime.worker import TwentyWorker
@@ -34,7 +35,7 @@ DEFAULT_BATCH = 1000
 # States `queue clean` empties when none is named: the finished jobs a queue keeps.
 DEFAULT_CLEAN_STATES = ("completed", "failed")
 # User-facing state names -> the names BullMQ's clean script takes.
-CLEAN_STATE_NAMES = {"waiting": "wait", **{s: s for s in admin_scripts.CLEANABLE_STATES}}
+CLEAN_STATE_NAMES = {"waiting": "wait", **{s: s for s in queue_scripts.CLEANABLE_STATES}}
 # GET /queues re-discovers the queues under the prefix (a keyspace SCAN) at most this often.
 REDISCOVER_S = 30.0
 
@@ -126,16 +127,14 @@ async def pause_queue(client: aioredis.Redis, prefix: str, queue: str, *, force:
     """Pause `queue` for every worker, Node and Python. Refused while a Node bullmq < 6 shares it,
     unless `force` (a Node 5 resume would lose jobs added meanwhile: docs/mixed-versions.md)."""
     await refuse_pause_resume(client, prefix, queue, action="pause", force=force)
-    await admin_scripts.pause(client, QueueKeys(prefix, queue), paused=True)
+    await queue_scripts.pause(ClientRunner(client), QueueKeys(prefix, queue))
 
 
 async def resume_queue(client: aioredis.Redis, prefix: str, queue: str, *, force: bool = False) -> None:
     """Resume `queue` (same guard as `pause_queue`); jobs a Node < 6 parked in the legacy `paused`
     list go back to `wait`, 7000 per script call."""
     await refuse_pause_resume(client, prefix, queue, action="resume", force=force)
-    keys = QueueKeys(prefix, queue)
-    while await admin_scripts.pause(client, keys, paused=False):
-        pass
+    await queue_scripts.resume(ClientRunner(client), QueueKeys(prefix, queue))
 
 
 async def drain_queue(client: aioredis.Redis, prefix: str, queue: str, *, delayed: bool = False) -> int:
@@ -143,7 +142,7 @@ async def drain_queue(client: aioredis.Redis, prefix: str, queue: str, *, delaye
     keeping each job scheduler's next iteration; returns how many went."""
     keys = QueueKeys(prefix, queue)
     before = await _pending(client, prefix, queue, delayed)
-    await admin_scripts.drain(client, keys, delayed=delayed)
+    await queue_scripts.drain(ClientRunner(client), keys, delayed=delayed)
     return max(0, before - await _pending(client, prefix, queue, delayed))
 
 
@@ -183,7 +182,8 @@ async def clean_queue(
     for name, state in chosen.items():
         done = 0
         while True:
-            deleted = await admin_scripts.clean(client, keys, state, before_ms=now_ms - older_than_ms, limit=batch)
+            deleted = await queue_scripts.clean_jobs_in_set(ClientRunner(client), keys, state, grace_ms=older_than_ms,
+                                                            limit=batch, now_ms=now_ms)
             done += len(deleted)
             if progress is not None:
                 progress(sum(removed.values()) + done, total)
@@ -213,17 +213,18 @@ async def obliterate_queue(
         )
     total = snap.count + snap.active + snap.completed + snap.failed
     # The script only runs on a paused queue (so no worker takes a job while it deletes).
-    await admin_scripts.pause(client, keys, paused=True)
+    runner = ClientRunner(client)
+    await queue_scripts.pause(runner, keys)
     while True:
-        code = await admin_scripts.obliterate(client, keys, count=batch, force=force)
-        if code == admin_scripts.OBLITERATE_DONE:
+        code = await queue_scripts.obliterate_step(runner, keys, count=batch, force=force)
+        if code == queue_scripts.OBLITERATE_DONE:
             break
-        if code == admin_scripts.OBLITERATE_ACTIVE_JOBS:
+        if code == queue_scripts.OBLITERATE_ACTIVE_JOBS:
             raise TwentyJobsError(
                 f"queue '{queue}' got active jobs while being obliterated and is left paused with what remains; "
                 "stop its workers and run obliterate again, or pass --force"
             )
-        if code == admin_scripts.OBLITERATE_NOT_PAUSED:
+        if code == queue_scripts.OBLITERATE_NOT_PAUSED:
             raise TwentyJobsError(f"queue '{queue}' was resumed while being obliterated; run obliterate again")
         if progress is not None:
             remaining = (await read_queues(client, prefix, [queue], int(time.time() * 1000)))[queue]

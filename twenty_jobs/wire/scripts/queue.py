@@ -202,21 +202,21 @@ async def drain(runner: ScriptRunner, keys: QueueKeys, *, delayed: bool = False)
                             [k.job_prefix, "1" if delayed else "0"], idempotent=True)
 
 
-class ObliterateRefused(Exception):
-    """obliterate refused: the queue is not paused, or has active jobs and no force."""
+# `obliterate` return codes (obliterate-2.lua): 1 means "call again".
+OBLITERATE_DONE = 0
+OBLITERATE_NOT_PAUSED = -1
+OBLITERATE_ACTIVE_JOBS = -2
+# The sets and lists `cleanJobsInSet` can clean, by BullMQ's names.
+CLEANABLE_STATES = ("completed", "failed", "delayed", "wait", "active", "paused", "prioritized")
 
 
-async def obliterate(runner: ScriptRunner, keys: QueueKeys, *, force: bool = False, count: int = 1000) -> None:
-    """Delete the queue and every job of it, `count` keys per call. The queue must be paused;
-    with active jobs only when `force`."""
-    while True:
-        reply = await runner.run_script(OBLITERATE, [keys.meta, keys.job_prefix], [count, "force" if force else ""],
-                                        idempotent=True)
-        if type(reply) is int and reply < 0:
-            why = "it is not paused" if reply == -1 else "it has active jobs (force deletes them too)"
-            raise ObliterateRefused(f"cannot obliterate queue '{keys.queue}': {why}")
-        if not reply:
-            return
+async def obliterate_step(runner: ScriptRunner, keys: QueueKeys, *, count: int, force: bool) -> int:
+    """Delete up to `count` jobs and, once none is left, every key of the queue. Returns
+    OBLITERATE_DONE, 1 (call again), OBLITERATE_NOT_PAUSED or OBLITERATE_ACTIVE_JOBS (active jobs
+    and not `force`); the caller loops, so it can show progress between calls."""
+    reply = await runner.run_script(OBLITERATE, [keys.meta, keys.job_prefix], [count, "force" if force else ""],
+                                    idempotent=True)
+    return int(reply or 0)
 
 
 async def move_jobs_to_wait(
@@ -233,13 +233,17 @@ async def move_jobs_to_wait(
 
 
 async def clean_jobs_in_set(
-    runner: ScriptRunner, keys: QueueKeys, state: str, *, grace_ms: int, limit: int
+    runner: ScriptRunner, keys: QueueKeys, state: str, *, grace_ms: int, limit: int, now_ms: int | None = None
 ) -> list[str]:
-    """Delete up to `limit` jobs (0: all) that entered `state` more than `grace_ms` ago, with their
-    logs; returns the deleted ids (Node's `clean`)."""
+    """Delete up to `limit` jobs (0: all) that entered `state` (one of CLEANABLE_STATES, or
+    `waiting`) more than `grace_ms` before `now_ms` (default: now), with their logs; returns the
+    deleted ids (Node's `clean`)."""
+    if _state_name(state) not in CLEANABLE_STATES:
+        raise ValueError(f"cannot clean state {state!r}; one of {', '.join(CLEANABLE_STATES)}")
+    now = round(time.time() * 1000) if now_ms is None else now_ms
     reply = await runner.run_script(
         CLEAN_JOBS_IN_SET, [keys.state(state), keys.events, keys.repeat],
-        [keys.job_prefix, round(time.time() * 1000) - grace_ms, limit, _state_name(state)], idempotent=True,
+        [keys.job_prefix, now - grace_ms, limit, _state_name(state)], idempotent=True,
     )
     return [str(i) for i in reply or ()]
 

@@ -143,7 +143,7 @@ class FakeJob:
         self.data = data if data is not None else {}
         self.timestamp = int(time.time() * 1000) - waited_ms
         self.delay = 0
-        self.attemptsMade = 0
+        self.attempts_made = 0
 
 
 def test_prometheus_text_uses_the_names_twentys_exporter_produces() -> None:

@@ -10,8 +10,9 @@ Run handlers with `twenty-jobs work --import my_module`; enqueue with `twenty_jo
 
 from twenty_jobs.errors import ConfigError, PermanentJobError, RetryJob, TwentyJobsError
 from twenty_jobs.runtime.context import JobContext
+from twenty_jobs.runtime.lifecycle import WorkerContext
 from twenty_jobs.runtime.producer import BulkItem, Producer
-from twenty_jobs.runtime.registry import Registry, default_registry, job
+from twenty_jobs.runtime.registry import Registry, default_registry, job, on_shutdown, on_startup
 from twenty_jobs.twenty.options import Backoff, JobOptions
 
 __version__ = "0.1.0"
@@ -31,7 +32,10 @@ __all__ = [
     "Registry",
     "RetryJob",
     "TwentyJobsError",
+    "WorkerContext",
     "__version__",
     "default_registry",
     "job",
+    "on_shutdown",
+    "on_startup",
 ]

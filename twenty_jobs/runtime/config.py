@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from twenty_jobs.runtime.lifecycle import LifecycleHook
     from twenty_jobs.runtime.worker import WorkerService
 
+__all__ = ["Limiter", "QueueSettings", "Retention", "ServedQueue", "WorkerConfig", "serve"]
+
 # BullMQ's defaults, which Twenty does not change.
 DEFAULT_STALLED_INTERVAL_MS = 30_000
 # How long the idle BZPOPMIN blocks before re-arming (BullMQ's drainDelay, seconds).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -109,8 +110,8 @@ class JobContext:
 
     @property
     def opts(self) -> dict[str, Any]:
-        """The job's options as stored (BullMQ's names; a copy)."""
-        return dict(self.job.opts.raw)
+        """The job's options as stored (BullMQ's names; a copy of your own)."""
+        return copy.deepcopy(self.job.opts.raw)
 
     @property
     def progress(self) -> Any:

@@ -1,7 +1,10 @@
-"""Start-up and shutdown hooks for resources handlers share (a database engine, an SMTP pool).
+"""Process-wide shutdown hooks for resources a job creates on first use (a database engine, an
+SMTP connection), where no worker context is at hand.
 
 A job module registers `on_shutdown(close_engine)`; the worker awaits every hook once, after the
-last job has finished, in reverse order of registration.
+last job has finished and after the worker's own shutdown hooks, in reverse order of
+registration. For resources made when the worker starts, prefer the lifecycle hooks with a
+`WorkerContext` (runtime/lifecycle.py: `twenty_jobs.on_startup` / `twenty_jobs.on_shutdown`).
 """
 
 from __future__ import annotations

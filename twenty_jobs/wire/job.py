@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,8 +28,9 @@ MAX_PRIORITY = 2_097_152
 # The job-hash counters BullMQ's scripts HINCRBY (attempts made, attempts started, stalls).
 COUNTER_FIELDS = ("atm", "ats", "stc")
 # What Redis's HINCRBY accepts in a hash field: a decimal integer without sign, leading zero or
-# space (docs/bullmq-wire.md, "The job hash"). Anything else makes the calling script fail half-way.
-_COUNTER = re.compile(r"0|[1-9][0-9]{0,17}")
+# space, within 64 bits (docs/bullmq-wire.md, "The job hash"). Anything else makes the calling
+# script fail half-way. (Negative counts are valid for Redis but not for BullMQ.)
+MAX_COUNTER_DIGITS = 18
 # How many attempts a job may ask for. Node accepts any number, but beyond this the retry loop of
 # a job that always fails would run for longer than any Redis keeps its data.
 MAX_ATTEMPTS = 1_000_000
@@ -57,9 +57,12 @@ class Backoff:
     jitter: float = 0.0
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class JobOptions:
-    """The options in `opts` that the worker acts on; `raw` keeps everything as stored."""
+    """The options in `opts` that the worker acts on; `raw` keeps everything as stored.
+
+    Jobs whose `opts` text is the same share one JobOptions (Twenty's jobs of a queue all carry
+    the same options): treat `raw` as read-only."""
 
     raw: dict[str, Any]
     attempts: int = 1
@@ -103,6 +106,10 @@ class JobRecord:
     workspace_id: str | None = None
 
 
+# Parsed options per distinct `opts` text (a queue's jobs mostly share one or two).
+OPTS_CACHE_SIZE = 256
+_OPTS_CACHE: dict[str, JobOptions] = {}
+
 # Options whose presence ties a job to a flow parent.
 _PARENT_FLAGS = ("fpof", "cpof", "idof", "rdof")
 
@@ -112,7 +119,13 @@ def parse_job_hash(job_id: str, fields: Mapping[str, str]) -> JobRecord:
     reader = _FieldReader(job_id, fields)
     name = reader.text("name", required=True) or ""
     reader.name = name
-    opts = _parse_opts(reader, reader.json_value("opts", default={}))
+    opts_text = reader.text("opts") or ""
+    opts = _OPTS_CACHE.get(opts_text)
+    if opts is None:
+        opts = _parse_opts(reader, reader.json_value("opts", default={}))
+        if len(_OPTS_CACHE) >= OPTS_CACHE_SIZE:
+            _OPTS_CACHE.clear()
+        _OPTS_CACHE[opts_text] = opts
     record = JobRecord(
         id=reader.check_id(),
         name=name,
@@ -121,30 +134,45 @@ def parse_job_hash(job_id: str, fields: Mapping[str, str]) -> JobRecord:
         timestamp=reader.integer("timestamp") or 0,
         delay=reader.integer("delay") or 0,
         priority=reader.integer("priority") or 0,
-        # Node 5.40 wrote `attemptsMade`; BullMQ >= 5.x writes `atm` (docs/bullmq-wire.md).
-        attempts_made=reader.counter("atm") or reader.integer("attemptsMade") or 0,
-        attempts_started=reader.counter("ats") or 0,
-        stalled_counter=reader.counter("stc") or reader.integer("stalledCounter") or 0,
         processed_on=reader.integer("processedOn"),
-        finished_on=reader.integer("finishedOn"),
-        failed_reason=reader.text("failedReason"),
-        deferred_failure=reader.text("defa"),
-        repeat_job_key=reader.text("rjk"),
-        parent_key=reader.text("parentKey"),
-        parent=_parse_parent(reader),
-        progress=reader.json_value("progress", default=0),
-        returnvalue=reader.json_value("returnvalue", default=None, lenient=True),
-        stacktrace=_parse_stacktrace(reader),
     )
+    # The rest is present on some jobs only: read what is there.
+    present = fields.keys() & _OPTIONAL_FIELDS
+    if present:
+        _read_optional(reader, record, present)
     record.workspace_id = workspace_id_of(record.data)
     return record
+
+
+_OPTIONAL_FIELDS = frozenset({
+    "atm", "attemptsMade", "ats", "stc", "stalledCounter", "finishedOn", "failedReason", "defa", "rjk",
+    "parentKey", "parent", "progress", "returnvalue", "stacktrace",
+})
+
+
+def _read_optional(reader: _FieldReader, record: JobRecord, present: set[str]) -> None:
+    # Node 5.40 wrote `attemptsMade`; BullMQ >= 5.x writes `atm` (docs/bullmq-wire.md).
+    record.attempts_made = reader.counter("atm") or reader.integer("attemptsMade") or 0
+    record.attempts_started = reader.counter("ats") or 0
+    record.stalled_counter = reader.counter("stc") or reader.integer("stalledCounter") or 0
+    record.finished_on = reader.integer("finishedOn")
+    record.failed_reason = reader.text("failedReason")
+    record.deferred_failure = reader.text("defa")
+    record.repeat_job_key = reader.text("rjk")
+    record.parent_key = reader.text("parentKey")
+    record.parent = _parse_parent(reader)
+    record.progress = reader.json_value("progress", default=0)
+    record.returnvalue = reader.json_value("returnvalue", default=None, lenient=True)
+    if "stacktrace" in present:
+        record.stacktrace = _parse_stacktrace(reader)
 
 
 def is_counter(value: str | bytes) -> bool:
     """Whether HINCRBY can add to this stored value (see COUNTER_FIELDS)."""
     if type(value) is bytes:
         value = value.decode("ascii", "replace")
-    return _COUNTER.fullmatch(str(value)) is not None
+    text = str(value)
+    return text.isascii() and text.isdigit() and (text[0] != "0" or text == "0") and len(text) <= MAX_COUNTER_DIGITS
 
 
 def lua_repairs(fields: Mapping[str, str]) -> dict[str, str]:
@@ -219,7 +247,7 @@ class _FieldReader:
         return MalformedJob(_printable(self.job_id), self.name and _printable(self.name), field_name, problem)
 
     def check_id(self) -> str:
-        if not _is_utf8(self.job_id):
+        if not self.job_id.isascii() and not _is_utf8(self.job_id):
             raise self.fail("id", "is not valid UTF-8")
         return self.job_id
 
@@ -229,9 +257,9 @@ class _FieldReader:
             if required:
                 raise self.fail(key, "is missing")
             return None
-        if not isinstance(value, str):
+        if type(value) is not str:
             raise self.fail(key, f"is not text ({type(value).__name__})")
-        if not _is_utf8(value):
+        if not value.isascii() and not _is_utf8(value):
             raise self.fail(key, "is not valid UTF-8")
         return value
 
@@ -239,6 +267,8 @@ class _FieldReader:
         value = self.text(key)
         if value is None:
             return None
+        if value.isdigit() and value.isascii() and len(value) < 16:  # the common case, quickly
+            return int(value)
         try:
             number = int(value)
         except ValueError:
@@ -283,31 +313,32 @@ class _FieldReader:
 def _parse_opts(reader: _FieldReader, raw: Any) -> JobOptions:
     if not isinstance(raw, dict):
         raise reader.fail("opts", f"is not a JSON object but {_js_type(raw)}")
-    opts = JobOptions(raw=raw)
     attempts = raw.get("attempts")
-    if attempts is not None:
-        opts.attempts = _whole(reader, "opts.attempts", attempts, 0, MAX_ATTEMPTS)
-    opts.attempts = max(opts.attempts, 1)
-    opts.backoff = _parse_backoff(reader, raw.get("backoff"))
-    opts.remove_on_complete = _parse_keep(reader, "opts.removeOnComplete", raw.get("removeOnComplete"))
-    opts.remove_on_fail = _parse_keep(reader, "opts.removeOnFail", raw.get("removeOnFail"))
-    for short, attr in zip(_PARENT_FLAGS, (
-        "fail_parent_on_failure", "continue_parent_on_failure", "ignore_dependency_on_failure",
-        "remove_dependency_on_failure",
-    ), strict=True):
+    flags = []
+    for short in _PARENT_FLAGS:
         value = raw.get(short)
         if value is not None and not isinstance(value, bool):
             raise reader.fail(f"opts.{short}", f"is not true or false but {_js_type(value)}")
-        setattr(opts, attr, bool(value))
+        flags.append(bool(value))
     for key in ("delay", "priority"):
         if raw.get(key) is not None:
             _whole(reader, f"opts.{key}", raw[key], 0, MAX_PRIORITY if key == "priority" else MAX_SAFE_INT)
-    opts.lifo = bool(raw.get("lifo"))
-    if raw.get("stackTraceLimit") is not None:
-        opts.stack_trace_limit = _whole(reader, "opts.stackTraceLimit", raw["stackTraceLimit"], 0, MAX_SAFE_INT)
-    if raw.get("kl") is not None:  # keepLogs, stored under its short name
-        opts.keep_logs = _whole(reader, "opts.kl", raw["kl"], 0, MAX_SAFE_INT)
-    return opts
+    trace_limit, keep_logs = raw.get("stackTraceLimit"), raw.get("kl")  # keepLogs is stored as `kl`
+    return JobOptions(
+        raw=raw,
+        attempts=max(_whole(reader, "opts.attempts", attempts, 0, MAX_ATTEMPTS) if attempts is not None else 1, 1),
+        backoff=_parse_backoff(reader, raw.get("backoff")),
+        remove_on_complete=_parse_keep(reader, "opts.removeOnComplete", raw.get("removeOnComplete")),
+        remove_on_fail=_parse_keep(reader, "opts.removeOnFail", raw.get("removeOnFail")),
+        lifo=bool(raw.get("lifo")),
+        stack_trace_limit=(_whole(reader, "opts.stackTraceLimit", trace_limit, 0, MAX_SAFE_INT)
+                           if trace_limit is not None else None),
+        keep_logs=_whole(reader, "opts.kl", keep_logs, 0, MAX_SAFE_INT) if keep_logs is not None else None,
+        fail_parent_on_failure=flags[0],
+        continue_parent_on_failure=flags[1],
+        ignore_dependency_on_failure=flags[2],
+        remove_dependency_on_failure=flags[3],
+    )
 
 
 def _parse_backoff(reader: _FieldReader, raw: Any) -> Backoff | None:

@@ -204,6 +204,8 @@ class Heartbeat:
             tally.last_completed_at = at
         elif outcome == "retrying":
             tally.retried += 1
+        elif outcome == "left":
+            pass  # back on the queue for another consumer (--unknown-jobs leave): neither done nor failed
         else:
             tally.failed += 1
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.jobs_support.fixtures import *  # noqa: F403  (fixtures)
@@ -15,6 +16,8 @@ from tests.jobs_support.fixtures import REDIS_URL, job_hash, job_logs
 from tests.jobs_support.small_receiver import SmallReceiver
 from twenty_jobs.errors import StartupError
 from twenty_jobs.jobs import delivery
+from twenty_jobs.jobs.http_pool import PinnedPoolTransport
+from twenty_jobs.jobs.outbound import ssl_context
 from twenty_jobs.runtime.producer import Producer
 from twenty_jobs.runtime.worker import TwentyWorker, WorkerConfig
 
@@ -142,3 +145,14 @@ async def test_the_per_host_cap_is_shared_by_all_jobs_of_the_process() -> None:
 
     await asyncio.gather(*(hold(host) for host in ["a.example"] * 10 + ["b.example"] * 10))
     assert most == {"a.example": 2, "b.example": 2}
+
+
+async def test_pools_are_bounded_the_least_recently_used_idle_one_is_closed() -> None:
+    transport = PinnedPoolTransport(verify=ssl_context(), keepalive_per_pool=1, max_pools=2)
+    with SmallReceiver() as receiver:
+        async with httpx.AsyncClient(transport=transport) as client:
+            for name in ("one.example", "two.example", "three.example", "two.example"):
+                response = await client.post(receiver.url("/"), content=b"{}", headers={"Host": name})
+                assert response.status_code == 200
+                assert transport.pool_count <= 2
+    assert receiver.seen.accepted == 3  # "two" reused its connection; "one" was closed for "three"

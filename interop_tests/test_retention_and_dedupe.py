@@ -49,7 +49,11 @@ async def test_node_retention_by_count_applies_to_python_finished_jobs(
     ok_ids = [(await node("add-raw", queue=QUEUE, name="Ok", data={"i": i}, opts=opts_ok))["id"] for i in range(6)]
     bad_ids = [(await node("add-raw", queue=QUEUE, name="Bad", data={"i": i}, opts=opts_ok))["id"] for i in range(4)]
     recorder = Recorder()
-    handlers = {"Ok": recording_handler(recorder), "Bad": recording_handler(recorder, fail_times=1)}
+    # Retention keeps the highest ranks of the finished set: by finishedOn (ms), then by id as TEXT
+    # ("10" < "9"). Jobs finishing in the same millisecond would make "the last N" ambiguous, so
+    # each takes a few ms.
+    handlers = {"Ok": recording_handler(recorder, sleep_ms=3),
+                "Bad": recording_handler(recorder, fail_times=1, sleep_ms=3)}
     async with PythonWorker(redis_url, prefix, QUEUE, handlers, concurrency=1):
         await recorder.wait_for(10)
         await _until(lambda: redis_client.zcard(f"{prefix}:{QUEUE}:failed"), 2)

@@ -4,7 +4,7 @@ jobs older Twenty releases left behind.
 Both live in the queue's `repeat` sorted set (member = id, score = next run in ms) with a
 `repeat:<id>` hash. Telling them apart matters: the Python port treats every entry as a job
 scheduler, so a legacy repeatable advanced by a Python worker loses its data or silently stops
-(bullmq-python.md §4). Node >= 5.76.1 decides by probing the hash for `ic` (iteration count), but
+(docs/bullmq-wire.md, "Job schedulers"). Node >= 5.76.1 decides by probing the hash for `ic` (iteration count), but
 Twenty's 5.40.0 only writes `ic` after the first iteration, so we also accept a template
 (`opts`/`data`, which Twenty's addCron always stores) and look at the member's shape: a legacy
 hash-keyed repeatable is an md5 hex digest, an older one `name:id:endDate:tz:pattern`.

@@ -109,7 +109,7 @@ async def list_failed(client: aioredis.Redis, prefix: str, queue: str, limit: in
 async def refuse_if_paused(client: aioredis.Redis, prefix: str, queue: str) -> None:
     """The port's scripts push retried jobs to `wait` even on a paused queue (BullMQ 6 semantics);
     a Node bullmq 5 `resume()` then RENAMEs its `paused` list over `wait` and those jobs vanish
-    (bullmq-python.md §5, verified data loss). So never retry into a paused queue."""
+    (docs/mixed-versions.md, verified data loss). So never retry into a paused queue."""
     if await client.hexists(meta_key(prefix, queue), "paused"):  # type: ignore[misc]
         raise ConfigError(
             f"queue '{queue}' is paused: retried jobs could be lost when Node bullmq 5 resumes it. "

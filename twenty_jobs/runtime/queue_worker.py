@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextvars
-import json
 import logging
 import math
 import time
@@ -37,16 +36,7 @@ from twenty_jobs.runtime.locks import AbortSignal, ActiveJob, LockRenewer
 from twenty_jobs.runtime.own_context import InOwnContext
 from twenty_jobs.runtime.retry import plan_retry
 from twenty_jobs.runtime.stalled import StalledChecker
-from twenty_jobs.wire.job import (
-    KEEP_ALL,
-    JobOptions,
-    JobRecord,
-    MalformedJob,
-    keep_jobs,
-    lua_repairs,
-    parent_breaks_scripts,
-    parse_job_hash,
-)
+from twenty_jobs.wire.job import KEEP_ALL, JobOptions, JobRecord, MalformedJob, keep_jobs, parse_job_hash
 from twenty_jobs.wire.keys import QueueKeys
 from twenty_jobs.wire.scripts.errors import ScriptError
 from twenty_jobs.wire.scripts.schedulers import advance_job_scheduler, is_legacy_repeat_key
@@ -450,24 +440,16 @@ class QueueWorker:
 
     async def _fail_malformed(self, fetched: FetchedJob, token: str, problem: MalformedJob,
                               started: float) -> FetchedJob | None:
-        """Fail a job whose hash cannot be read, with the reason naming the field, through a path
-        that cannot loop: no handler, no retry, the counters the script increments repaired first,
-        a `parent` it could not decode removed, retention that cannot be the broken value."""
+        """Fail a job whose hash cannot be read, with the reason naming the field, without running
+        it (WorkerScripts.fail_unreadable makes sure the scripts cannot choke on it)."""
         record = JobRecord(id=problem.job_id, name=problem.name or "", data=None, opts=JobOptions(raw={}))
         self.observers.started(self.name, record)
         reason = str(problem)
-        repairs = lua_repairs(fetched.fields)
-        fields: dict[str, str | bytes] = {"failedReason": reason,
-                                          "stacktrace": json.dumps([stack_entry(WorkerFailure(reason))]), **repairs}
-        job_id = _wire_id(fetched.id)
         fetch_next = not (self.closing or self.paused)
         try:
-            if parent_breaks_scripts(fetched.fields):
-                await self.conn.call("HDEL", _wire_id(self.keys.job_prefix + fetched.id), "parent")
-            attempts_made = int(repairs.get("atm") or fetched.fields.get("atm") or 0)
-            fetch = await self.scripts.finish(
-                self.conn, job_id, token, target="failed", value=reason, keep=self._keep_failed or KEEP_ALL,
-                attempts=attempts_made + 1, attempts_made=attempts_made, fetch_next=fetch_next, fields=fields,
+            fetch = await self.scripts.fail_unreadable(
+                self.conn, fetched, token, reason=reason, stack_entry=stack_entry(WorkerFailure(reason)),
+                keep=self._keep_failed or KEEP_ALL, fetch_next=fetch_next,
             )
         except Exception as exc:
             log.error("queue %s: could not fail malformed job #%s (%s): %s", self.name, record.id, reason, exc)
@@ -520,20 +502,15 @@ class QueueWorker:
         non-integer `ats`): the job it was taking is in `active` under our token. Find it and hand
         it to the slot, whose parse then fails it with the reason."""
         try:
-            ids = [str(i) for i in await self.conn.call("LRANGE", self.keys.active, 0, RECOVERY_SCAN - 1) or ()]
-            locks = await asyncio.gather(*(self.conn.call("GET", self.keys.lock(i)) for i in ids))
-            for job_id, lock in zip(ids, locks, strict=True):
-                if lock == token:
-                    flat = await self.conn.call("HGETALL", self.keys.job(job_id))
-                    it = iter(flat or ())
-                    fields = dict(zip(it, it, strict=False))
-                    log.warning("queue %s: a BullMQ script failed while taking job #%s (%s); failing the job",
-                                self.name, job_id, exc)
-                    return FetchedJob(job_id, fields)
+            found = await self.scripts.find_locked_by(self.conn, token, RECOVERY_SCAN)
         except Exception as lookup_error:
             log.warning("queue %s: could not look for the job a failed script left active: %s", self.name,
                         lookup_error)
-        return None
+            return None
+        if found is not None:
+            log.warning("queue %s: a BullMQ script failed while taking job #%s (%s); failing the job", self.name,
+                        found.id, exc)
+        return found
 
     def _keep(self, own: bool | int | dict[str, int] | None, worker_default: dict[str, int] | None) -> dict[str, int]:
         """keepJobs: the job's own removeOnComplete/removeOnFail, else the worker's, else keep all
@@ -600,12 +577,3 @@ def _parent_flags(opts: JobOptions) -> ParentFlags:
 
 _NO_FLAGS = ParentFlags()
 
-
-def _wire_id(text: str) -> str | bytes:
-    """A job id or key as sent back to Redis: invalid UTF-8 (kept as surrogates when the reply was
-    decoded) goes back as the original bytes."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "surrogateescape")
-    return text

@@ -1,13 +1,14 @@
 """Mixed-version guard: what changes when Node bullmq < 6 (Twenty pins 5.40.0) shares a queue with
-the Python port, whose Lua scripts are Node bullmq 6.4.0's (bullmq-python.md §2, §5).
+the Python port, whose Lua scripts are Node bullmq 6.4.0's (docs/mixed-versions.md).
 
 Three hazards, all proven against real Node (interop_tests/test_compat_interop.py):
 
 * **pause/resume loses jobs.** Since Node 6 a paused queue keeps adding to `wait` and only the
   `meta.paused` flag stops fetching; Node 5 moves jobs to a separate `paused` list instead, and its
-  `resume()` RENAMEs `paused` over `wait`. So after a pause from Python, jobs Python adds go to
-  `wait`, and a Node 5 resume overwrites that list: those jobs vanish from every list.
-  `refuse_pause_resume` refuses it unless forced.
+  `resume()` RENAMEs `paused` over `wait`. So after a pause from Python, the jobs still in `wait`
+  (and any the 6.x scripts add there) are overwritten by a Node 5 resume: they vanish from every
+  list. `refuse_pause_resume` refuses it unless forced; the producer adds plain jobs to the
+  `paused` list while a Node 5 has the queue paused (wire/scripts/queue.py `add_jobs`).
 * **Stall counters are split** (Node < 5.49): Node counts stalls in the job hash field
   `stalledCounter`, the port in `stc`. With a stall checker on both sides a job may stall up to
   `maxStalledCount` times on each side before it is failed.
@@ -17,7 +18,7 @@ Three hazards, all proven against real Node (interop_tests/test_compat_interop.p
 
 Plus **legacy repeatable jobs** (the `repeat` job option of bullmq < 6, Twenty's oldest cron
 driver): the port treats every `repeat` entry as a job scheduler, so a legacy repeatable advanced by
-a Python worker loses its data or silently stops (bullmq-python.md §4).
+a Python worker loses its data or silently stops (docs/bullmq-wire.md, "Job schedulers").
 
 The Node version comes from the queue's meta hash: every Node `Queue` writes
 `HSET <prefix>:<queue>:meta version "bullmq:<version>"` when it connects (Twenty's server creates

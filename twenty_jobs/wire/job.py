@@ -8,7 +8,7 @@ Node BullMQ's (docs/bullmq-wire.md, "The job hash"): numbers are stored as decim
 Node apps, bugs and hand edits write hashes BullMQ itself never would. The parser never raises
 anything but `MalformedJob`, whose message names the job and the field, so the worker can fail such
 a job on its first fetch instead of leaving it in `active` for the stall checker to loop on
-(docs/hardening.md). Strings are expected decoded with `errors="surrogateescape"`: invalid UTF-8
+(docs/bullmq-wire.md, "The job hash"). Strings are expected decoded with `errors="surrogateescape"`: invalid UTF-8
 then survives decoding and is reported here, per field, instead of breaking the connection.
 """
 
@@ -152,17 +152,28 @@ _OPTIONAL_FIELDS = frozenset({
 
 def _read_optional(reader: _FieldReader, record: JobRecord, present: set[str]) -> None:
     # Node 5.40 wrote `attemptsMade`; BullMQ >= 5.x writes `atm` (docs/bullmq-wire.md).
-    record.attempts_made = reader.counter("atm") or reader.integer("attemptsMade") or 0
-    record.attempts_started = reader.counter("ats") or 0
-    record.stalled_counter = reader.counter("stc") or reader.integer("stalledCounter") or 0
-    record.finished_on = reader.integer("finishedOn")
-    record.failed_reason = reader.text("failedReason")
-    record.deferred_failure = reader.text("defa")
-    record.repeat_job_key = reader.text("rjk")
-    record.parent_key = reader.text("parentKey")
-    record.parent = _parse_parent(reader)
-    record.progress = reader.json_value("progress", default=0)
-    record.returnvalue = reader.json_value("returnvalue", default=None, lenient=True)
+    if "atm" in present or "attemptsMade" in present:
+        record.attempts_made = reader.counter("atm") or reader.integer("attemptsMade") or 0
+    if "ats" in present:
+        record.attempts_started = reader.counter("ats") or 0
+    if "stc" in present or "stalledCounter" in present:
+        record.stalled_counter = reader.counter("stc") or reader.integer("stalledCounter") or 0
+    if "finishedOn" in present:
+        record.finished_on = reader.integer("finishedOn")
+    if "failedReason" in present:
+        record.failed_reason = reader.text("failedReason")
+    if "defa" in present:
+        record.deferred_failure = reader.text("defa")
+    if "rjk" in present:
+        record.repeat_job_key = reader.text("rjk")
+    if "parentKey" in present:
+        record.parent_key = reader.text("parentKey")
+    if "parent" in present:
+        record.parent = _parse_parent(reader)
+    if "progress" in present:
+        record.progress = reader.json_value("progress", default=0)
+    if "returnvalue" in present:
+        record.returnvalue = reader.json_value("returnvalue", default=None, lenient=True)
     if "stacktrace" in present:
         record.stacktrace = _parse_stacktrace(reader)
 
@@ -225,14 +236,15 @@ KEEP_ALL: dict[str, int] = {"count": -1}
 
 def keep_jobs(setting: bool | int | dict[str, int] | None) -> dict[str, int]:
     """`removeOnComplete`/`removeOnFail` as the Lua scripts' `keepJobs`: keep all (`count` -1;
-    also for None, not set), none (`count` 0), the last N, or an `{age, count, limit}` window."""
+    also for None, not set), none (`count` 0), the last N, or an `{age, count, limit}` window.
+    The result may be shared: do not modify it."""
     if setting is True:
         return {"count": 0}
     if setting is False or setting is None:
-        return dict(KEEP_ALL)
+        return KEEP_ALL
     if isinstance(setting, int):
         return {"count": setting}
-    return dict(setting)
+    return setting  # read-only use: no copy per job
 
 
 class _FieldReader:
@@ -264,11 +276,12 @@ class _FieldReader:
         return value
 
     def integer(self, key: str) -> int | None:
+        raw = self.fields.get(key)
+        if type(raw) is str and raw.isdigit() and raw.isascii() and len(raw) < 16:  # the common case, quickly
+            return int(raw)
         value = self.text(key)
         if value is None:
             return None
-        if value.isdigit() and value.isascii() and len(value) < 16:  # the common case, quickly
-            return int(value)
         try:
             number = int(value)
         except ValueError:
@@ -301,7 +314,7 @@ class _FieldReader:
         if value is None:
             return default
         try:
-            return _JSON.decode(value)
+            return _decode(value)
         except RecursionError:
             raise self.fail(key, "is JSON nested too deeply to read") from None
         except ValueError as exc:
@@ -417,6 +430,16 @@ def _reject_constant(name: str) -> Any:
 
 # One decoder for every field (json.loads with an option would build a new one per call).
 _JSON = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+def _decode(text: str) -> Any:
+    """`JSON.parse`: one value, white space around it allowed. BullMQ writes none, so the value
+    alone is tried first (raw_decode skips decode's two white-space scans)."""
+    try:
+        value, end = _JSON.raw_decode(text)
+    except json.JSONDecodeError:
+        return _JSON.decode(text)
+    return value if end == len(text) else _JSON.decode(text)
 
 
 def _is_utf8(value: str) -> bool:

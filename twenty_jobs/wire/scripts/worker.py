@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import msgpack
 
-from twenty_jobs.wire.job import is_counter
+from twenty_jobs.wire.job import is_counter, lua_repairs, parent_breaks_scripts
 from twenty_jobs.wire.keys import QueueKeys
 from twenty_jobs.wire.lua import ScriptRunner, script
 from twenty_jobs.wire.scripts.errors import check_reply
@@ -257,8 +257,47 @@ class WorkerScripts:
             parent=parent, fetch_next=fetch_next, fields=fields,
         )
         raw = await runner.run_script(MOVE_TO_FINISHED, keys, args, idempotent=False)
-        check_reply(raw, "moveToFinished", _text(job_id))
+        if type(raw) is int and raw < 0:
+            check_reply(raw, "moveToFinished", _text(job_id))
         return parse_fetch(raw) if fetch_next else NOTHING
+
+    async def fail_unreadable(
+        self,
+        runner: ScriptRunner,
+        fetched: FetchedJob,
+        token: str,
+        *,
+        reason: str,
+        stack_entry: str,
+        keep: Mapping[str, int],
+        fetch_next: bool,
+    ) -> Fetch:
+        """Fail a fetched job whose hash cannot be read, through a path that cannot loop: the
+        counters the script increments are repaired in the same call (its fields to update are
+        set first), a `parent` it could not decode is deleted before, attempts are used up, and
+        `keep` must not come from the job. docs/bullmq-wire.md, "The job hash"."""
+        job_id = wire_text(fetched.id)
+        if parent_breaks_scripts(fetched.fields):
+            await runner.call("HDEL", wire_text(self.keys.job_prefix + fetched.id), "parent")
+        repairs = lua_repairs(fetched.fields)
+        attempts_made = int(repairs.get("atm") or fetched.fields.get("atm") or 0)
+        fields: dict[str, str | bytes] = {"failedReason": reason, "stacktrace": compact_json([stack_entry]),
+                                          **repairs}
+        return await self.finish(runner, job_id, token, target="failed", value=reason, keep=keep,
+                                 attempts=attempts_made + 1, attempts_made=attempts_made, fetch_next=fetch_next,
+                                 fields=fields)
+
+    async def find_locked_by(self, runner: ScriptRunner, token: str, depth: int = 100) -> FetchedJob | None:
+        """The job in `active` (among the `depth` most recent) whose lock is `token`: where a
+        fetching script that failed half-way left the job it was taking."""
+        ids = [str(i) for i in await runner.call("LRANGE", self.keys.active, 0, depth - 1) or ()]
+        locks = await asyncio.gather(*(runner.call("GET", self.keys.lock(i)) for i in ids))
+        for job_id, lock in zip(ids, locks, strict=True):
+            if lock == token:
+                flat = await runner.call("HGETALL", self.keys.job(job_id))
+                it = iter(flat or ())
+                return FetchedJob(job_id, dict(zip(it, it, strict=False)))
+        return None
 
     # -- retry -------------------------------------------------------------------------------------
 
@@ -389,6 +428,16 @@ def pack_fields(fields: Mapping[str, str | bytes]) -> bytes:
         flat += (name, value)
     packed: bytes = msgpack.packb(flat, use_bin_type=True)
     return packed
+
+
+def wire_text(text: str) -> str | bytes:
+    """A job id or key as sent back to Redis: invalid UTF-8 (kept as surrogates when the reply was
+    decoded with `surrogateescape`) goes back as the original bytes."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape")
+    return text
 
 
 def _text(value: str | bytes) -> str:

@@ -30,6 +30,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from twenty_jobs.connection.client import make_client
+from twenty_jobs.ops.shared_queues import PythonWorkerView, shared_queue_findings
 from twenty_jobs.ops.snapshot import (
     COMMANDS_PER_QUEUE,
     DELAYED_SCORE_FACTOR,
@@ -82,6 +83,8 @@ class HeartbeatRecord:
     interval_ms: int
     queues: list[str] = field(default_factory=list)
     handlers: list[str] = field(default_factory=list)
+    # `--unknown-jobs`: "leave" when jobs with no handler here go to the queue's other consumers.
+    unknown_jobs: str = "fail"
     concurrency: int = 1
     active: int = 0
     completed: int = 0
@@ -275,6 +278,7 @@ class Heartbeat:
                     interval_ms=int(self.interval_s * 1000),
                     queues=served,
                     handlers=sorted(qw.handlers),
+                    unknown_jobs=str(self._worker.config.unknown_jobs),
                     concurrency=qw.concurrency,
                     active=len(qw.active),
                     completed=tally.completed,
@@ -505,6 +509,15 @@ async def evaluate_health(
     await _attach_progress(client, prefix, report.queues, by_queue, at)
     for health in report.queues:
         _judge_queue(report, health, by_queue.get(health.queue, []), at, int(stuck_after_s * 1000), names is not None)
+    # Queues shared with Twenty's Node worker: jobs left for a consumer nobody runs, and names
+    # Node would complete unrun (ops/shared_queues.py).
+    live = {q: [PythonWorkerView(frozenset(h.handlers), h.unknown_jobs) for h in hbs if not h.is_stale(at)]
+            for q, hbs in by_queue.items() if q in watched}
+    for found in await shared_queue_findings(client, prefix, {q: v for q, v in live.items() if v}, names):
+        if found.level in ("error", "warn"):
+            message = f"{found.message}; {found.fix}" if found.fix else found.message
+            (report.problems if found.level == "error" else report.warnings).append(
+                Finding(found.code, message, found.queue))
     return report
 
 

@@ -17,7 +17,9 @@ from redis.exceptions import ResponseError
 
 from twenty_jobs.observability.health import HeartbeatRecord, read_heartbeats
 from twenty_jobs.ops.crons import list_crons
+from twenty_jobs.ops.shared_queues import PythonWorkerView, shared_queue_findings
 from twenty_jobs.ops.snapshot import QueueSnapshot, attach_worker_counts, client_names, read_queues
+from twenty_jobs.runtime.config import UnknownJobs
 from twenty_jobs.runtime.registry import Registry
 from twenty_jobs.wire.compat import NodeVersion
 from twenty_jobs.wire.keys import job_key, queue_key
@@ -110,6 +112,10 @@ async def run_doctor(
     await _check_legacy_repeatables(client, prefix, queues, report, python)
     _check_consumers(report, snapshots, python)
     await _check_unserved_names(client, prefix, report, snapshots, python, registry)
+    views = {q: [PythonWorkerView(frozenset(h.handlers), h.unknown_jobs) for h in hbs]
+             for q, hbs in python.items() if q in snapshots}
+    for found in await shared_queue_findings(client, prefix, views, names):
+        report.add(found.level, "shared", found.message, found.fix, found.queue)
     await _check_finished_memory(client, prefix, report, snapshots)
     return report
 
@@ -244,6 +250,8 @@ async def _check_unserved_names(
     served: dict[str, set[str]] = {}
     for queue, hbs in python.items():
         for hb in hbs:
+            if hb.unknown_jobs == UnknownJobs.LEAVE:
+                continue  # it leaves the names it lacks to other consumers (shared_queue_findings)
             served[queue] = set(hb.handlers) if queue not in served else served[queue] & set(hb.handlers)
     if registry is not None:
         for queue in registry.queues():

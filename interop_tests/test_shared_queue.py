@@ -57,6 +57,7 @@ async def test_node_and_python_share_a_queue_each_name_runs_once_where_it_belong
                                  extra_args=["--unknown-jobs", "leave", "--concurrency", "4"])
     node_worker = node.worker(QUEUE, handles=",".join([*NODE_ONLY, *PYTHON]))
     async with node_worker, python:
+        started = time.monotonic()
         added = await asyncio.gather(
             *(_add_from_node(node, name, PER_NAME_PER_SIDE) for name in names),
             *(producer.add_bulk(QUEUE, name, [{"from": "python", "name": name, "i": i}
@@ -76,6 +77,7 @@ async def test_node_and_python_share_a_queue_each_name_runs_once_where_it_belong
                 f"{python.log[-2000:]}"
             )
             await asyncio.sleep(0.2)
+        elapsed = time.monotonic() - started
         await asyncio.sleep(1.0)  # a job run twice would show up now
         node_records, python_records = node_worker.records(), python.records()
         log = python.log
@@ -103,8 +105,8 @@ async def test_node_and_python_share_a_queue_each_name_runs_once_where_it_belong
         left_then_run += int(fields[1]) > 1
     assert left_then_run > 0, "Python never fetched a Node-only job: the test did not exercise leave"
     assert "Traceback" not in log
-    print(f"\nshared queue: {len(expected)} jobs; Node ran {len(node_records)}, Python {len(python_records)}; "
-          f"{left_then_run} Node-only jobs were fetched and left by Python first")
+    print(f"\nshared queue: {len(expected)} jobs in {elapsed:.1f} s (adds included); Node ran {len(node_records)}, "
+          f"Python {len(python_records)}; {left_then_run} Node-only jobs were fetched and left by Python first")
 
 
 def _calls(client: redis.Redis) -> int:
@@ -180,8 +182,7 @@ async def test_worker_warns_when_node_shares_a_queue_with_names_only_python_hand
                 assert loop.time() < deadline, python.log
                 await asyncio.sleep(0.05)
             log = python.log
-            for i in range(40):
-                await node("add", queue=QUEUE, name="MyOwnJob", data={"i": i})
+            await _add_from_node(node, "MyOwnJob", 40)
             await asyncio.sleep(2)
             unrun = [r for r in node_worker.records() if r.get("unhandled")]
     assert "jobs named MyOwnJob (handled only here) may be lost" in log

@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 import twenty_jobs
 from benchmarks.redis_server import PrivateRedis
 from twenty_jobs.errors import HandOffJob
+from twenty_jobs.observability.health import Heartbeat, read_heartbeats
 from twenty_jobs.runtime import hand_off
 from twenty_jobs.runtime.config import UnknownJobs
 from twenty_jobs.runtime.events import EventListener, JobEvent
@@ -278,3 +279,21 @@ def test_cli_unknown_jobs_from_the_environment(prefix: str, tmp_path: Path) -> N
     refused = subprocess.run(work, env=bad, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
     assert refused.returncode == 2 and "'skip' is not one of 'fail', 'leave'" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+async def test_heartbeat_says_the_worker_leaves_unknown_jobs_and_left_jobs_are_not_counted_failed(
+    registry: Registry, producer: Producer, start_worker: Any, redis: aioredis.Redis, prefix: str,
+    node_connection: aioredis.Redis,
+) -> None:
+    @twenty_jobs.job(queue=Q, name="CallWebhookJobsJob", registry=registry)
+    async def gated(data: Any, ctx: Any) -> None:
+        raise HandOffJob("the record gate is on")
+
+    heartbeat = Heartbeat(interval_s=0.1, ttl_s=5)
+    await producer.add(Q, "CallWebhookJobsJob", {"batch": 1})
+    await start_worker([Q], unknown_jobs=UnknownJobs.LEAVE, observers=[heartbeat], services=[heartbeat])
+    await wait_until(lambda: heartbeat.tallies.get(Q) and heartbeat.tallies[Q].last_job_at)
+    (record,) = await read_heartbeats(redis, prefix)
+    assert record.unknown_jobs == "leave"
+    tally = heartbeat.tallies[Q]
+    assert (tally.completed, tally.failed, tally.retried) == (0, 0, 0)

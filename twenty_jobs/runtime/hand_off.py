@@ -230,8 +230,9 @@ class HandOff:
                 others = await self.watch.others(self.queue)
                 if others is not None and others > 0:
                     await self._promote_waiting(others)
-            except (RedisError, OSError) as exc:
-                log.warning("queue %s: could not promote the jobs left for another consumer: %s", self.queue, exc)
+            except Exception as exc:  # an outage, or worse: logged, and the loop goes on
+                log.warning("queue %s: could not promote the jobs left for another consumer: %s", self.queue, exc,
+                            exc_info=not isinstance(exc, RedisError | OSError))
 
     async def _promote_waiting(self, others: int) -> None:
         waiting, self._waiting = list(self._waiting), {}

@@ -25,7 +25,7 @@ import redis.asyncio as aioredis
 from twenty_jobs.runtime.context import JobContext
 from twenty_jobs.runtime.registry import Registry, job
 from twenty_jobs.runtime.worker import TwentyWorker, WorkerConfig
-from twenty_jobs.wire.keys import worker_client_name
+from twenty_jobs.wire.keys import twenty_jobs_client_name
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -161,7 +161,7 @@ class PythonWorker:
 
     @property
     def client_name(self) -> str:
-        return worker_client_name(self.prefix, self.queue)
+        return twenty_jobs_client_name(self.prefix, self.queue)
 
     async def stop(self) -> int:
         assert self.task is not None
@@ -211,11 +211,11 @@ class PythonWorkerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     async def start(self) -> PythonWorkerProcess:
-        before = (await client_names(self.redis_url)).count(worker_client_name(self.prefix, self.queue))
+        before = (await client_names(self.redis_url)).count(twenty_jobs_client_name(self.prefix, self.queue))
         self.proc = self._spawn()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 20
-        while (await client_names(self.redis_url)).count(worker_client_name(self.prefix, self.queue)) <= before:
+        while (await client_names(self.redis_url)).count(twenty_jobs_client_name(self.prefix, self.queue)) <= before:
             if self.proc.poll() is not None:
                 raise AssertionError(f"python worker process exited {self.proc.returncode}: {self.log}")
             if loop.time() > deadline:

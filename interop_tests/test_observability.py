@@ -79,14 +79,16 @@ async def test_python_worker_metrics_are_read_by_node_get_metrics(node: Node, re
 
 
 async def test_node_get_workers_counts_python_workers(node: Node, redis_url: str, prefix: str) -> None:
-    expected_name = f"{prefix}:{base64.b64encode(QUEUE.encode()).decode()}"
+    node_name = f"{prefix}:{base64.b64encode(QUEUE.encode()).decode()}"
+    # A named worker's connection, which getWorkers() counts and twenty-jobs tells apart from Node's.
+    python_name = f"{node_name}:w:twenty-jobs"
     assert (await node("workers", queue=QUEUE))["count"] == 0
     async with PythonWorker(redis_url, prefix, QUEUE, {"Job": recording_handler(Recorder())}):
         seen = await node("workers", queue=QUEUE)
-        assert seen == {"count": 1, "workers": [expected_name]}
+        assert seen == {"count": 1, "workers": [python_name]}
         async with node.worker(QUEUE):
             both = await node("workers", queue=QUEUE)
-            assert both["count"] == 2 and both["workers"] == [expected_name, expected_name]
+            assert both["count"] == 2 and sorted(both["workers"]) == sorted([python_name, node_name])
         async with PythonWorker(redis_url, prefix, QUEUE, {"Job": recording_handler(Recorder())}):
             assert (await node("workers", queue=QUEUE))["count"] == 2
     # Stopped workers drop out (Twenty's health page then reports the queue as having no worker).

@@ -304,10 +304,10 @@ def test_allow_list_entries_may_be_host_host_port_or_url_and_match_on_the_host()
 
 async def test_bodies_over_50_mib_are_refused_before_sending() -> None:
     settings = _outbound.OutboundSettings.model_validate({})
-    async with _outbound.new_client(1.0, settings) as client:
+    async with _outbound.new_client(keepalive_per_host=1) as client:
         with pytest.raises(_outbound.InvalidTarget, match="50 MiB"):
             await _outbound.send(client, "https://hooks.example/", b"x" * (_outbound.MAX_BODY_BYTES + 1), {},
-                                 settings)
+                                 settings, timeout_s=1.0)
 
 
 async def test_safe_mode_keeps_the_host_name_and_falls_back_to_the_next_checked_address(

@@ -16,7 +16,7 @@ from twenty_jobs.errors import ConfigError, RetryJob
 from twenty_jobs.runtime.producer import Producer
 from twenty_jobs.runtime.registry import Registry
 from twenty_jobs.runtime.worker import TwentyWorker, run_worker
-from twenty_jobs.wire.keys import worker_client_name
+from twenty_jobs.wire.keys import twenty_jobs_client_name
 
 from .conftest import wait_until, worker_config
 
@@ -367,8 +367,8 @@ async def test_blocking_connection_is_named_like_node_so_get_workers_counts_it(
 
     await start_worker(["email-queue", Q])
     names = [c["name"] for c in await redis.client_list()]
-    assert names.count(worker_client_name(prefix, "email-queue")) == 1
-    assert names.count(worker_client_name(prefix, Q)) == 1
+    assert names.count(twenty_jobs_client_name(prefix, "email-queue")) == 1
+    assert names.count(twenty_jobs_client_name(prefix, Q)) == 1
 
 
 async def test_concurrency_runs_that_many_jobs_at_once(

@@ -153,6 +153,12 @@ async function cmdWork(opts) {
   const failMessage = opts['fail-message'] === undefined ? 'fixture failure' : String(opts['fail-message']);
   const sleepMs = int(opts, 'sleep-ms', 0);
   const returnValue = json(opts, 'return-value', undefined);
+  // --handles A,B: a worker that has processors for these job names only, as Twenty's is. Twenty's
+  // MessageQueueExplorer runs the @Process methods matching job.name; with none the job completes
+  // without running anything. Such jobs get a record with `unhandled: true`.
+  const handles = opts.handles === undefined
+    ? undefined
+    : new Set(String(required(opts, 'handles')).split(',').filter(Boolean));
   const fd = fs.openSync(out, 'a');
 
   const workerOpts = {
@@ -177,6 +183,19 @@ async function cmdWork(opts) {
   });
 
   const processor = async (job) => {
+    if (handles && !handles.has(job.name)) {
+      writeLine(fd, {
+        id: job.id,
+        name: job.name,
+        unhandled: true,
+        attemptsMade: job.attemptsMade,
+        attemptsStarted: job.attemptsStarted,
+        queue: queueName,
+        pid: process.pid,
+        startedAt: Date.now(),
+      });
+      return undefined;
+    }
     writeLine(fd, {
       id: job.id,
       name: job.name,

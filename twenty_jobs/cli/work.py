@@ -28,6 +28,7 @@ from twenty_jobs.cli.options import (
 from twenty_jobs.errors import ConfigError
 from twenty_jobs.observability.logs import setup_logging
 from twenty_jobs.observability.worker_services import build_worker_services
+from twenty_jobs.runtime.config import UnknownJobs
 from twenty_jobs.runtime.registry import default_registry
 from twenty_jobs.runtime.supervisor import resolve_processes, run_supervisor
 from twenty_jobs.runtime.worker import WorkerConfig, run_worker
@@ -120,6 +121,15 @@ def work(
     metrics_host: Annotated[
         str, typer.Option("--metrics-host", metavar="ADDRESS", help="Address --metrics-port listens on.")
     ] = "0.0.0.0",
+    unknown_jobs: Annotated[
+        UnknownJobs,
+        typer.Option(
+            "--unknown-jobs", envvar="TWENTY_JOBS_UNKNOWN_JOBS", case_sensitive=False,
+            help="A job with no handler here: fail it (naming the job), or leave it to the queue's other "
+            "consumers (Twenty's Node worker) without using an attempt. 'leave' shares a queue with Twenty's "
+            "worker: Python runs its names, Node the rest.",
+        ),
+    ] = UnknownJobs.FAIL,
     processes: Annotated[
         str,
         typer.Option(
@@ -169,6 +179,7 @@ def work(
         max_stalled_count=max_stalled_count,
         limiter=every_limiter,
         queue_settings=limited_queues,
+        unknown_jobs=unknown_jobs,
     )
     if process_count > 1:
         raise typer.Exit(_supervise(process_count, grace))

@@ -18,7 +18,9 @@ Here, in safe mode:
   it adds CGNAT 100.64/10, multicast, reserved and documentation ranges); every IPv6 form that
   embeds an IPv4 address (IPv4-mapped, IPv4-compatible, IPv4-translated, 6to4, NAT64 well-known
   and local-use) is judged as that IPv4 address;
-* redirects are followed here, at most MAX_REDIRECTS, and every hop is checked the same way.
+* redirects are followed here, at most MAX_REDIRECTS, and every hop is checked the same way;
+* connections are kept alive in one pool per (scheme, checked address, port, host name), never
+  shared between names (jobs/http_pool.py).
 """
 
 from __future__ import annotations
@@ -37,12 +39,16 @@ import httpx
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from twenty_jobs.jobs.http_pool import PinnedPoolTransport
 from twenty_jobs.settings import parse_queue_list
 
 MAX_REDIRECTS = 5
 ALLOW_ALL_INTERNAL_HOSTS = "*"
 # Twenty's maxBodyLength / maxContentLength for outbound requests.
 MAX_BODY_BYTES = 50 * 1024 * 1024
+# How much of an answer's body is read (and for how long) to keep its connection alive.
+MAX_DRAINED_BYTES = 64 * 1024
+DRAIN_TIMEOUT_S = 1.0
 
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 # RFC 8215 local-use NAT64 prefix; with a /48 prefix, RFC 6052 puts the IPv4 address in bits 48-63
@@ -190,20 +196,18 @@ def ssl_context() -> ssl.SSLContext:
     return _ssl_context
 
 
-def new_client(timeout_s: float, settings: OutboundSettings) -> httpx.AsyncClient:
-    """A client that never follows redirects by itself (each hop is checked here).
-
-    In safe mode connections go to checked addresses and are not kept alive: a pooled connection
-    is keyed by address, so a later request for another host name on the same address would
-    reuse a TLS session verified for the first name.
+def new_client(*, keepalive_per_host: int) -> httpx.AsyncClient:
+    """The worker process's client (jobs/delivery.py). It never follows redirects by itself (each
+    hop is checked here), and keeps connections alive in one pool per (scheme, address, port, host
+    name), so that in safe mode a connection opened, and TLS-verified, for one name is never
+    reused for another name on the same address (jobs/http_pool.py). No timeout of its own: the
+    caller bounds each request (`deliver`).
     """
-    keepalive = 0 if settings.guard_enabled else 20
     return httpx.AsyncClient(
-        timeout=httpx.Timeout(timeout_s),
+        timeout=None,
         follow_redirects=False,
-        verify=ssl_context(),
         trust_env=False,  # a proxy would defeat the address check
-        limits=httpx.Limits(max_connections=50, max_keepalive_connections=keepalive),
+        transport=PinnedPoolTransport(verify=ssl_context(), keepalive_per_pool=keepalive_per_host),
     )
 
 
@@ -223,11 +227,14 @@ async def send(
     body: bytes,
     headers: Mapping[str, str],
     settings: OutboundSettings,
+    *,
+    timeout_s: float,
 ) -> HttpResponseInfo:
     """POST `body` to `url`, following redirects like axios (301/302/303 become GET without a
-    body; 307/308 repeat the POST) with the safe-mode check on every hop.
+    body; 307/308 repeat the POST) with the safe-mode check on every hop, all hops within
+    `timeout_s` until the final answer's status is known.
 
-    Raises OutboundBlocked, InvalidTarget, ResolutionFailed or httpx.HTTPError.
+    Raises OutboundBlocked, InvalidTarget, ResolutionFailed, TimeoutError or httpx.HTTPError.
     """
     if len(body) > MAX_BODY_BYTES:
         raise InvalidTarget(f"request body of {len(body)} bytes is over Twenty's 50 MiB cap")
@@ -240,14 +247,16 @@ async def send(
     origin = (current.scheme, current.host, current.port)
     authorization = _basic_auth(current)
     current = current.copy_with(userinfo=b"")
+    deadline = asyncio.get_running_loop().time() + timeout_s
     for _ in range(MAX_REDIRECTS + 1):
         sent_headers = dict(hop_headers)
         if authorization and (current.scheme, current.host, current.port) == origin:
             sent_headers["Authorization"] = authorization
-        response = await _send_one(client, method, current, content, sent_headers, settings)
-        # The body is never read: the status decides, and a slow body must not turn an accepted
-        # delivery into a timeout (and a duplicate on retry).
-        await response.aclose()
+        async with asyncio.timeout_at(deadline):
+            response = await _send_one(client, method, current, content, sent_headers, settings)
+        # The status decides: the body is read only so the connection can be kept alive, outside
+        # the timeout (a slow body must not turn an accepted delivery into a retry and a duplicate).
+        await _release(response)
         location = response.headers.get("location")
         if response.status_code not in (301, 302, 303, 307, 308) or not location:
             return HttpResponseInfo(response.status_code, str(current), response.headers.get("retry-after"))
@@ -259,6 +268,22 @@ async def send(
             method, content = "GET", None
             hop_headers = {k: v for k, v in hop_headers.items() if not k.lower().startswith("content-")}
     raise InvalidTarget(f"more than {MAX_REDIRECTS} redirects")
+
+
+async def _release(response: httpx.Response) -> None:
+    """Read a small response body so its connection goes back to the pool; a large or slow one
+    is not waited for: the connection is closed instead. Never raises but for cancellation."""
+    try:
+        async with asyncio.timeout(DRAIN_TIMEOUT_S):
+            read = 0
+            async for chunk in response.aiter_raw():
+                read += len(chunk)
+                if read > MAX_DRAINED_BYTES:
+                    break
+    except (TimeoutError, httpx.HTTPError):
+        pass
+    finally:
+        await response.aclose()
 
 
 def _basic_auth(url: httpx.URL) -> str | None:

@@ -23,6 +23,9 @@ Where this port differs, on purpose (see docs/webhook-email.md):
 * Current Twenty gates each batch (record access, webhook rate limit); the port delivers a batch
   only where it can show the gate admits all of it, and hands it back otherwise
   (jobs/webhook_gate.py).
+* One HTTP client with keep-alive per worker process, and at most WEBHOOK_MAX_CONNECTIONS_PER_HOST
+  payloads in flight to one host (jobs/delivery.py), instead of a client per job sending its 20
+  payloads at once.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from opentelemetry import metrics
@@ -56,10 +60,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 import twenty_jobs
 from twenty_jobs.errors import HandOffJob, PermanentJobError, RetryJob
 from twenty_jobs.jobs import db
+from twenty_jobs.jobs import delivery as _delivery
 from twenty_jobs.jobs import outbound as _outbound
 from twenty_jobs.jobs.config import load
 from twenty_jobs.jobs.webhook_gate import webhook_gate
 from twenty_jobs.runtime.context import JobContext
+from twenty_jobs.runtime.lifecycle import WorkerContext
 from twenty_jobs.settings import redacted_url
 from twenty_jobs.twenty import jsonjs
 
@@ -414,23 +420,25 @@ def _retry_after_ms(value: str | None) -> int | None:
 
 
 async def deliver(
-    client: httpx.AsyncClient,
+    deliveries: _delivery.Deliveries,
     item: CallWebhookJobData,
     outbound: _outbound.OutboundSettings,
     timeout_s: float,
 ) -> Delivery:
-    """Send one payload; never raises (except cancellation)."""
+    """Send one payload once a slot for its host is free; never raises (except cancellation)."""
     url = ensure_absolute_url(item.target_url)
     shown = redacted_url(url)
     body = jsonjs.stringify(item.payload_without_secret())
-    headers = request_headers(item.secret, body)
 
     def failed(transient: bool, error: str, status: int | None = None, retry_after: int | None = None) -> Delivery:
         return Delivery(item, shown, False, transient, status, error, retry_after)
 
     try:
-        async with asyncio.timeout(timeout_s):
-            response = await _outbound.send(client, url, body.encode(), headers, outbound)
+        async with deliveries.hosts.slot(_host_of(url)):
+            # Signed once the slot is free: the timestamp is when the request goes out.
+            headers = request_headers(item.secret, body)
+            response = await _outbound.send(deliveries.client, url, body.encode(), headers, outbound,
+                                            timeout_s=timeout_s)
     except _outbound.OutboundBlocked:
         return failed(False, BLOCKED_ERROR)
     except _outbound.InvalidTarget as exc:
@@ -452,6 +460,15 @@ async def deliver(
     if is_transient_status(status):
         return failed(True, f"HTTP {status}", status, _retry_after_ms(response.retry_after))
     return failed(False, f"HTTP {status}", status)
+
+
+def _host_of(url: str) -> str:
+    """The host name a payload goes to (the per-host cap's key); "" for a URL without one, which
+    `send` refuses anyway."""
+    try:
+        return (urlsplit(url).hostname or "").lower()
+    except ValueError:
+        return ""
 
 
 def _one_line(exc: BaseException) -> str:
@@ -509,6 +526,16 @@ def _summary(deliveries: Sequence[Delivery], limit: int = 3) -> str:
     return shown + (f"; and {more} more" if more > 0 else "")
 
 
+@twenty_jobs.on_startup
+async def open_deliveries(worker: WorkerContext) -> None:
+    """One webhook client per worker process that serves webhook-queue (jobs/delivery.py)."""
+    if QUEUE in worker.queues:
+        worker.resources[_delivery.RESOURCE] = _delivery.open_deliveries()
+
+
+twenty_jobs.on_shutdown(_delivery.close_for_worker)
+
+
 @twenty_jobs.job(queue=QUEUE, name="CallWebhookJob")
 async def call_webhook(data: CallWebhookJobItems, ctx: JobContext) -> dict[str, Any]:
     items = data.root
@@ -517,9 +544,9 @@ async def call_webhook(data: CallWebhookJobItems, ctx: JobContext) -> dict[str, 
     timeout_s = settings.timeout_ms / 1000
     if not items:
         return {"attempt": ctx.attempt, "delivered": 0, "rejected": []}
-    async with _outbound.new_client(timeout_s, outbound) as client:
-        # All payloads at once, as Twenty's Promise.all does.
-        deliveries = await asyncio.gather(*(deliver(client, it, outbound, timeout_s) for it in items))
+    sender = ctx.worker.resource(_delivery.RESOURCE, _delivery.Deliveries)
+    # All payloads at once, as Twenty's Promise.all does, within the per-host cap.
+    deliveries = await asyncio.gather(*(deliver(sender, it, outbound, timeout_s) for it in items))
     for delivery in deliveries:
         _record(ctx, delivery)
     delivered = sum(1 for d in deliveries if d.success)

@@ -66,6 +66,8 @@ class HeartbeatRecord:
     interval_ms: int
     queues: list[str] = field(default_factory=list)
     handlers: list[str] = field(default_factory=list)
+    # `--unknown-jobs`: "leave" when jobs with no handler here go to the queue's other consumers.
+    unknown_jobs: str = "fail"
     concurrency: int = 1
     active: int = 0
     completed: int = 0
@@ -188,6 +190,8 @@ class Heartbeat:
             tally.last_completed_at = at
         elif outcome == "retrying":
             tally.retried += 1
+        elif outcome == "left":
+            pass  # back on the queue for another consumer (--unknown-jobs leave): neither done nor failed
         else:
             tally.failed += 1
 
@@ -257,6 +261,7 @@ class Heartbeat:
                     interval_ms=int(self.interval_s * 1000),
                     queues=served,
                     handlers=sorted(qw.handlers),
+                    unknown_jobs=str(self._worker.config.unknown_jobs),
                     concurrency=qw.concurrency,
                     active=len(qw.active),
                     completed=tally.completed,

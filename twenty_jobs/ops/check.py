@@ -24,6 +24,7 @@ from twenty_jobs.observability.heartbeat import (
 )
 from twenty_jobs.ops.findings import Finding, Severity, command
 from twenty_jobs.ops.rules import describe_ready, nothing_under_prefix, paused_with_jobs, ready_without_consumer
+from twenty_jobs.ops.shared_queues import PythonWorkerView, shared_queue_findings
 from twenty_jobs.ops.snapshot import attach_worker_counts, client_names, discover_queues, ping
 from twenty_jobs.settings import redacted_url
 from twenty_jobs.twenty.queues import KNOWN_QUEUES
@@ -177,6 +178,14 @@ async def evaluate_health(
                 "restart it",
                 queue, hb.worker_id,
             ))
+
+    # Queues shared with Twenty's Node worker: jobs left for a consumer nobody runs, and names Node
+    # would complete unrun (ops/shared_queues.py).
+    live = {q: [PythonWorkerView(frozenset(h.handlers), h.unknown_jobs) for h in hbs if not h.is_stale(at)]
+            for q, hbs in by_queue.items() if q in watched}
+    for shared in await shared_queue_findings(client, prefix, {q: v for q, v in live.items() if v}, names):
+        if shared.severity in (Severity.ERROR, Severity.WARN):
+            report.add(shared)
 
     await _attach_progress(client, prefix, report.queues, by_queue, at)
     for health in report.queues:

@@ -20,7 +20,9 @@ from twenty_jobs.observability.heartbeat import HeartbeatRecord, read_heartbeats
 from twenty_jobs.ops import rules
 from twenty_jobs.ops.findings import Finding, Severity, command
 from twenty_jobs.ops.orphans import find_orphans
+from twenty_jobs.ops.shared_queues import PythonWorkerView, shared_queue_findings
 from twenty_jobs.ops.snapshot import attach_worker_counts, client_names
+from twenty_jobs.runtime.config import UnknownJobs
 from twenty_jobs.runtime.registry import Registry
 from twenty_jobs.wire.compat import NodeVersion, find_legacy_repeatables
 from twenty_jobs.wire.counts import QueueSnapshot, read_queues
@@ -95,7 +97,8 @@ async def run_doctor(
     report = DoctorReport(queues=list(queues))
     await _check_redis(client, report)
     snapshots = await read_queues(client, prefix, queues, at)
-    attach_worker_counts(snapshots, await client_names(client), prefix)
+    names = await client_names(client)
+    attach_worker_counts(snapshots, names, prefix)
     heartbeats = [h for h in await read_heartbeats(client, prefix) if not h.is_stale(at)]
     python: dict[str, list[HeartbeatRecord]] = {}
     for hb in heartbeats:
@@ -106,6 +109,10 @@ async def run_doctor(
     _check_consumers(report, snapshots, python, prefix)
     await _check_orphans(client, prefix, queues, report, orphan_scan_max_keys)
     await _check_unserved_names(client, prefix, report, snapshots, python, registry)
+    views = {q: [PythonWorkerView(frozenset(h.handlers), h.unknown_jobs) for h in hbs]
+             for q, hbs in python.items() if q in snapshots}
+    for found in await shared_queue_findings(client, prefix, views, names):
+        report.add(found)
     await _check_finished_memory(client, prefix, report, snapshots)
     return report
 
@@ -230,6 +237,8 @@ async def _check_unserved_names(
     served: dict[str, set[str]] = {}
     for queue, hbs in python.items():
         for hb in hbs:
+            if hb.unknown_jobs == UnknownJobs.LEAVE:
+                continue  # it leaves the names it lacks to other consumers (shared_queue_findings)
             served[queue] = set(hb.handlers) if queue not in served else served[queue] & set(hb.handlers)
     if registry is not None:
         for queue in registry.queues():

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from twenty_jobs.runtime.retry import BackoffStrategy
@@ -40,6 +41,13 @@ DEFAULT_DRAIN_DELAY_S = 5.0
 # removeOnComplete / removeOnFail: True (remove at once), False (keep), a count to keep, or
 # `{"age": seconds, "count": n, "limit": n}`.
 Retention = bool | int | dict[str, int]
+
+
+class UnknownJobs(StrEnum):
+    """What a worker does with a job it has no handler for (runtime/hand_off.py)."""
+
+    FAIL = "fail"  # fail it, naming the job (Twenty's Node worker would complete it silently)
+    LEAVE = "leave"  # give it back to the queue for another consumer, without using an attempt
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +83,9 @@ class WorkerConfig:
     limiter: Limiter | None = None
     drain_delay_s: float = DEFAULT_DRAIN_DELAY_S
     allow_custom_queues: bool = True
+    # `leave`: share the queues with another consumer (Twenty's Node worker), which runs the jobs
+    # this process has no handler for, and those a handler hands off (HandOffJob).
+    unknown_jobs: UnknownJobs = UnknownJobs.FAIL
     install_signal_handlers: bool = True
     observers: list[JobObserver] = field(default_factory=list)
     services: list[WorkerService] = field(default_factory=list)

@@ -26,11 +26,13 @@ from twenty_jobs.wire.job import JobRecord
 log = logging.getLogger("twenty_jobs.runtime.events")
 job_log = logging.getLogger("twenty_jobs.job")
 
-Outcome = Literal["completed", "failed", "retrying", "rate_limited", "error"]
+Outcome = Literal["completed", "failed", "retrying", "rate_limited", "error", "left"]
 """How an attempt ended: `completed`; `failed` for good; `retrying` (failed, another attempt will
 follow); `rate_limited` (the handler raised RateLimitError: the job is back in wait, the attempt
 not used); `error` (the worker could not record the outcome, e.g. its lock was lost: the stall
-checker will hand the job out again)."""
+checker will hand the job out again); `left` (its handler handed it off, HandOffJob, or it has no
+handler here, and with `--unknown-jobs leave` it went back to the queue for another consumer, its
+attempt not used)."""
 
 
 class JobObserver(Protocol):
@@ -86,10 +88,11 @@ class Observers:
                 log.exception("job observer %r failed on job_stalled", obs)
 
 
-EventName = Literal["started", "progress", "completed", "failed", "retried", "rate_limited", "error", "stalled"]
+EventName = Literal["started", "progress", "completed", "failed", "retried", "rate_limited", "error", "left",
+                    "stalled"]
 _OUTCOME_EVENT: dict[str, EventName] = {
     "completed": "completed", "failed": "failed", "retrying": "retried", "rate_limited": "rate_limited",
-    "error": "error",
+    "error": "error", "left": "left",
 }
 
 
@@ -120,7 +123,7 @@ class EventListener:
 
     def on(self, name: EventName, callback: Callback) -> Callback:
         """Subscribe `callback` to the event `name` (started, progress, completed, failed,
-        retried, rate_limited, error, stalled); returns `callback`."""
+        retried, rate_limited, error, left, stalled); returns `callback`."""
         self.callbacks.setdefault(name, []).append(callback)
         return callback
 
@@ -165,7 +168,7 @@ class JobLogObserver:
     def job_finished(
         self, queue: str, job: JobRecord, outcome: str, duration_ms: float, error: BaseException | None
     ) -> None:
-        level = logging.INFO if outcome == "completed" else logging.WARNING
+        level = logging.INFO if outcome in ("completed", "left") else logging.WARNING
         if job_log.isEnabledFor(level):
             reason = f": {error}" if error is not None else ""
             ws = job.workspace_id

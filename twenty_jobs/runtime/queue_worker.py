@@ -26,12 +26,13 @@ import redis.exceptions
 from pydantic import BaseModel
 
 from twenty_jobs.connection.protocol import CommandConnection, ReplyLostError
-from twenty_jobs.errors import RateLimitError
+from twenty_jobs.errors import HandOffJob, RateLimitError
 from twenty_jobs.runtime.blocking import BlockingJobContext
 from twenty_jobs.runtime.config import ServedQueue
 from twenty_jobs.runtime.context import JobContext
 from twenty_jobs.runtime.events import Observers, Outcome
 from twenty_jobs.runtime.failures import WorkerFailure, failed_reason, stack_entry, stacktrace_json
+from twenty_jobs.runtime.hand_off import ConsumerWatch, HandOff
 from twenty_jobs.runtime.locks import AbortSignal, ActiveJob, LockRenewer
 from twenty_jobs.runtime.own_context import InOwnContext
 from twenty_jobs.runtime.retry import plan_retry
@@ -86,6 +87,7 @@ class QueueWorker:
         observers: Observers,
         producer: Producer,
         context: WorkerContext,
+        consumers: ConsumerWatch | None = None,
     ) -> None:
         self.name = served.name
         self.served = served
@@ -105,6 +107,8 @@ class QueueWorker:
         self.force_closing = False
         self._keep_completed = keep_jobs(served.remove_on_complete) if served.remove_on_complete is not None else None
         self._keep_failed = keep_jobs(served.remove_on_fail) if served.remove_on_fail is not None else None
+        # With a ConsumerWatch (`--unknown-jobs leave`), jobs with no handler go back to the queue.
+        self.hand_off = HandOff(self.name, self.scripts, conn, consumers) if consumers is not None else None
         self._renewer = LockRenewer(self.name, self.scripts, conn, self.active)
         self._stalled = StalledChecker(self.name, self.scripts, conn, observers,
                                        max_stalled_count=served.max_stalled_count,
@@ -143,6 +147,8 @@ class QueueWorker:
             await self.blocking.ping()  # type: ignore[misc]
             await self._stalled.check()
             background = [asyncio.ensure_future(self._renewer.run()), asyncio.ensure_future(self._stalled_loop())]
+            if self.hand_off is not None:
+                background.append(asyncio.ensure_future(self.hand_off.run()))
             while not self.closing:
                 if self.paused:
                     await self._resumed.wait()
@@ -295,7 +301,10 @@ class QueueWorker:
     def _block_timeout(self) -> float:
         timeout = self.served.drain_delay_s
         if self._next_delayed_at:
-            timeout = min(max((self._next_delayed_at - time.time() * 1000) / 1000, MIN_BLOCK_S), MAX_BLOCK_S)
+            due_in_ms = self._next_delayed_at - time.time() * 1000
+            if self.hand_off is not None:  # a job left to another consumer: its turn first
+                due_in_ms += self.hand_off.wake_margin_ms(self._next_delayed_at)
+            timeout = min(max(due_in_ms / 1000, MIN_BLOCK_S), MAX_BLOCK_S)
         if not self._fractional_timeouts:  # Redis < 6 takes whole seconds only
             return float(max(math.ceil(timeout), 1))
         return timeout
@@ -335,6 +344,10 @@ class QueueWorker:
             job = parse_job_hash(fetched.id, fetched.fields)
         except MalformedJob as exc:
             return await self._fail_malformed(fetched, token, exc, started)
+        if self.hand_off is not None:
+            if job.name not in self.handlers and not job.deferred_failure:
+                return await self._leave(job, token, None, started)
+            self.hand_off.running(token)
         if job.repeat_job_key:
             await self._advance_scheduler(job)
         self.observers.started(self.name, job)
@@ -351,6 +364,8 @@ class QueueWorker:
             except Exception as error:
                 if self.force_closing:
                     raise asyncio.CancelledError from error
+                if isinstance(error, HandOffJob) and self.hand_off is not None:
+                    return await self._leave(job, token, error, started)
                 return await self._failed(job, token, error, started)
             if self.force_closing:  # cut short by a forced stop: left active for the stall checker
                 raise asyncio.CancelledError
@@ -455,6 +470,22 @@ class QueueWorker:
         self._limited_until = max(self._limited_until, time.monotonic() + left_ms / 1000)
         self.observers.finished(self.name, job, "rate_limited", (time.perf_counter() - started) * 1000, error)
         return None
+
+    async def _leave(self, job: JobRecord, token: str, handed_off: HandOffJob | None,
+                     started: float) -> FetchedJob | None:
+        """Give the job back to the queue for its other consumers without using an attempt
+        (runtime/hand_off.py). A job with no handler here never reached the observers (it is not
+        this worker's); one whose handler handed it off did, and ends as `left`."""
+        assert self.hand_off is not None
+        try:
+            fetch, pause_s = await self.hand_off.leave(job, token, fetch_next=not (self.closing or self.paused))
+        except Exception as exc:
+            return await self._not_recorded(job, token, "left", exc, started)
+        if handed_off is not None:
+            self.observers.finished(self.name, job, "left", (time.perf_counter() - started) * 1000, handed_off)
+        if pause_s and not self.closing:
+            await asyncio.sleep(pause_s)
+        return self._take(fetch) if fetch is not None else None
 
     async def _fail_malformed(self, fetched: FetchedJob, token: str, problem: MalformedJob,
                               started: float) -> FetchedJob | None:

@@ -6,8 +6,9 @@ hooks around them, signals, the bounded shutdown drain and `--burst`.
 
 Each queue worker gets two connections: a command connection whose concurrent commands are
 pipelined on one socket (connection/protocol.py), and a blocking one for BZPOPMIN, named
-`<prefix>:<base64(queue)>` so Node's `getWorkers()` and Twenty's health page count Python
-workers (docs/traps.md).
+`<prefix>:<base64(queue)>:w:twenty-jobs` so Node's `getWorkers()` and Twenty's health page count
+Python workers (docs/traps.md) and a twenty-jobs worker can tell them from Node's
+(docs/shared-queues.md).
 """
 
 from __future__ import annotations
@@ -27,15 +28,16 @@ from redis.exceptions import RedisError
 from twenty_jobs.connection.client import make_client, make_command_connection, ping_or_raise
 from twenty_jobs.connection.protocol import CommandConnection
 from twenty_jobs.errors import ConfigError, StartupError
-from twenty_jobs.runtime.config import WorkerConfig, serve
+from twenty_jobs.runtime.config import UnknownJobs, WorkerConfig, serve
 from twenty_jobs.runtime.events import JobLogObserver, JobObserver, Observers
+from twenty_jobs.runtime.hand_off import ConsumerWatch, warn_python_only_names
 from twenty_jobs.runtime.hooks import run_shutdown_hooks
 from twenty_jobs.runtime.lifecycle import WorkerContext, run_shutdown, run_startup
 from twenty_jobs.runtime.producer import Producer
 from twenty_jobs.runtime.queue_worker import QueueWorker
 from twenty_jobs.runtime.registry import Registry, default_registry
 from twenty_jobs.wire.compat import check_queues
-from twenty_jobs.wire.keys import QueueKeys, worker_client_name
+from twenty_jobs.wire.keys import QueueKeys, twenty_jobs_client_name
 from twenty_jobs.wire.scripts.queue import count_pending_jobs
 
 # JobObserver and WorkerConfig are defined elsewhere and offered here, with the worker itself.
@@ -117,21 +119,26 @@ class TwentyWorker:
             raise StartupError(f"a worker startup hook failed: {type(exc).__name__}: {exc}") from exc
         self._started_up = True
         observers = Observers([JobLogObserver(), *config.observers])
+        consumers = ConsumerWatch(self._client, config.prefix)
+        await warn_python_only_names(consumers, {name: self.registry.names(name) for name in config.queues})
+        leave = config.unknown_jobs is UnknownJobs.LEAVE
         for name in config.queues:
             served = serve(config, name, self.registry.queue_settings.get(name))
             conn = command_connection(config.redis_url, f"{name} commands")
             blocking = make_client(config.redis_url, what=f"{name} blocking wait", retry_forever=True,
-                                   client_name=worker_client_name(config.prefix, name))
+                                   client_name=twenty_jobs_client_name(config.prefix, name))
             self._connections += [conn, blocking]
             self.workers.append(QueueWorker(
                 served, self.registry.for_queue(name), prefix=config.prefix, conn=conn, blocking=blocking,
                 observers=observers, producer=self.producer, context=self.context,
+                consumers=consumers if leave else None,
             ))
+        others = "; other jobs are left to the queue's other consumers" if leave else ""
         for worker in self.workers:
             limiter = worker.served.limiter
             limit = f", limit {limiter.max} per {limiter.duration_ms} ms" if limiter else ""
-            log.info("serving %s (concurrency %d, lock %d ms%s) for jobs: %s", worker.name, worker.concurrency,
-                     worker.served.lock_duration_ms, limit, ", ".join(worker.handlers))
+            log.info("serving %s (concurrency %d, lock %d ms%s) for jobs: %s%s", worker.name, worker.concurrency,
+                     worker.served.lock_duration_ms, limit, ", ".join(worker.handlers), others)
         self.started.set()
 
     async def run(self) -> int:
@@ -240,6 +247,8 @@ class TwentyWorker:
             await asyncio.sleep(BURST_POLL_S)
             try:
                 busy = sum([await self.pending_jobs(w.name) for w in self.workers])
+                # Jobs left to another consumer are not this process's to wait for.
+                busy -= sum(w.hand_off.parked() for w in self.workers if w.hand_off)
             except Exception as exc:  # an outage (RedisError, OSError) or worse: never die silently
                 if not failing:
                     log.warning("burst: cannot read the queue counts (%s); retrying", exc,

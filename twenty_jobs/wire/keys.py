@@ -53,6 +53,29 @@ def worker_client_name(prefix: str, queue: str, worker_name: str | None = None) 
     return f"{name}:w:{worker_name}" if worker_name else name
 
 
+# The worker name in twenty-jobs' own blocking connections (`<prefix>:<base64(queue)>:w:twenty-jobs`):
+# Node's getWorkers() counts them, and a twenty-jobs worker tells them apart from every other
+# consumer of the queue (Twenty's Node workers are unnamed: `<prefix>:<base64(queue)>`).
+TWENTY_JOBS_WORKER_NAME = "twenty-jobs"
+
+
+def twenty_jobs_client_name(prefix: str, queue: str) -> str:
+    """The CLIENT SETNAME of a twenty-jobs worker's blocking connection (docs/shared-queues.md)."""
+    return worker_client_name(prefix, queue, TWENTY_JOBS_WORKER_NAME)
+
+
+def is_worker_client(name: str, prefix: str, queue: str) -> bool:
+    """True for a worker connection of `queue` as Node's `getWorkers()` matches them: the name
+    `<prefix>:<base64(queue)>` or that name followed by `:w:<worker name>`."""
+    base = worker_client_name(prefix, queue)
+    return name == base or name.startswith(base + ":w:")
+
+
+def is_twenty_jobs_client(name: str, prefix: str, queue: str) -> bool:
+    """True for the blocking connection of a twenty-jobs worker of `queue` (any process)."""
+    return name == twenty_jobs_client_name(prefix, queue)
+
+
 def heartbeat_key(prefix: str, queue: str, worker_id: str) -> str:
     return queue_key(prefix, queue, f"{HEARTBEAT_SEGMENT}:{worker_id}")
 

@@ -33,6 +33,7 @@ OBLITERATE = script("obliterate")
 MOVE_JOBS_TO_WAIT = script("moveJobsToWait")
 CLEAN_JOBS_IN_SET = script("cleanJobsInSet")
 REPROCESS_JOB = script("reprocessJob")
+PROMOTE = script("promote")
 
 # Job ids of job-scheduler iterations: `repeat:<scheduler id>:<millis>` (wire/scripts/schedulers.py).
 ITERATION_ID_PREFIX = "repeat:"
@@ -260,6 +261,17 @@ async def reprocess_job(runner: ScriptRunner, keys: QueueKeys, job_id: str, stat
         idempotent=False,
     )
     check_reply(reply, "reprocessJob", job_id)
+
+
+async def promote(runner: ScriptRunner, keys: QueueKeys, job_id: str) -> bool:
+    """Move a delayed job to wait (or prioritized) now (promote-9, Node's `job.promote()`); False
+    when it is no longer delayed (already promoted, taken or removed)."""
+    k = keys
+    reply = await runner.run_script(
+        PROMOTE, [k.delayed, k.wait, k.paused, k.meta, k.prioritized, k.active, k.pc, k.events, k.marker],
+        [k.job_prefix, job_id], idempotent=True,
+    )
+    return bool(reply == 0)
 
 
 async def count_pending_jobs(client: aioredis.Redis, keys: QueueKeys) -> int:

@@ -336,6 +336,25 @@ class WorkerScripts:
         check_reply(raw, "moveToDelayed", job_id)
         return parse_fetch(raw) if fetch_next else NOTHING
 
+    async def hand_back(
+        self, runner: ScriptRunner, job_id: str, token: str, *, delay_ms: int, fetch_next: bool
+    ) -> tuple[Fetch, int]:
+        """Give an active job back to the queue, for another worker, without using an attempt:
+        moveToDelayed-11 with "skip attempt" (`atm` unchanged, nothing else written), due in
+        `delay_ms` (> 0, or this worker's own next fetch would take it again at once); with
+        `fetch_next`, take the next job in the same call (docs/shared-queues.md). Returns the
+        fetch and the epoch ms the job is due at (what a fetch reply's next delayed time says)."""
+        k = self.keys
+        keys = [k.marker, k.active, k.prioritized, k.delayed, k.job(job_id), k.events, k.meta, k.stalled, k.wait,
+                k.limiter, k.pc]
+        now, delay_ms = now_ms(), max(delay_ms, 1)
+        args: list[Any] = [k.job_prefix, str(now), job_id, token, delay_ms, "1", "", "1" if fetch_next else "0"]
+        if fetch_next:
+            args.append(self._fetch_opts(token))
+        raw = await runner.run_script(MOVE_TO_DELAYED, keys, args, idempotent=False)
+        check_reply(raw, "moveToDelayed", job_id)
+        return (parse_fetch(raw) if fetch_next else NOTHING), now + delay_ms
+
     # -- locks, stalled jobs, limiter ---------------------------------------------------------------
 
     async def extend_locks(self, runner: ScriptRunner, job_ids: Sequence[str], tokens: Sequence[str]) -> list[str]:

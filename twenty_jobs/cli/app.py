@@ -20,7 +20,7 @@ from twenty_jobs.errors import ConfigError, RedisUnavailableError, TwentyJobsErr
 from twenty_jobs.jobs import BUILTIN_JOB_MODULES
 from twenty_jobs.observability.logs import setup_logging
 from twenty_jobs.runtime.registry import default_registry
-from twenty_jobs.settings import Settings, load_settings, validate_redis_url
+from twenty_jobs.settings import Settings, load_settings
 from twenty_jobs.twenty.options import Backoff
 from twenty_jobs.twenty.queues import KNOWN_QUEUES, select_queues, unknown_queue_message
 
@@ -65,13 +65,11 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
 
 def settings_from(redis_url: str | None, prefix: str | None) -> Settings:
     try:
-        if redis_url:
-            validate_redis_url(redis_url)
-        settings = load_settings(TWENTY_JOBS_PREFIX=prefix)
-    except (ConfigError, ValueError) as exc:
+        settings = load_settings(redis_url_option=redis_url, TWENTY_JOBS_PREFIX=prefix)
+    except ConfigError as exc:
         fail(str(exc))
-    if redis_url:
-        settings.redis_queue_url = redis_url
+    for sentence in settings.unused_settings:
+        typer.echo(f"twenty-jobs: warning: {sentence}", err=True)
     return settings
 
 

@@ -23,15 +23,17 @@ import collections
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import hiredis
 import redis.asyncio as aioredis
 from redis._parsers.base import BaseParser
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import MasterNotFoundError
 from redis.backoff import ExponentialBackoff
 from redis.client import EMPTY_RESPONSE, NEVER_DECODE
 from redis.exceptions import (
+    AuthenticationError,
     BusyLoadingError,
     ConnectionError,
     DataError,
@@ -42,8 +44,10 @@ from redis.exceptions import (
     TimeoutError,
 )
 
+from twenty_jobs.connection.target import RedisTarget
+from twenty_jobs.connection.url import parse_redis_url
 from twenty_jobs.errors import RedisUnavailableError
-from twenty_jobs.settings import redacted_url
+from twenty_jobs.redaction import redacted_url, scrub, url_secrets
 from twenty_jobs.wire.lua import LuaScript
 
 log = logging.getLogger("twenty_jobs.redis")
@@ -51,8 +55,6 @@ log = logging.getLogger("twenty_jobs.redis")
 T = TypeVar("T")
 
 RETRYABLE_ERRORS: tuple[type[RedisError], ...] = (ConnectionError, TimeoutError, BusyLoadingError)
-# How long a connect attempt may take before it counts as failed.
-CONNECT_TIMEOUT_S = 5.0
 # Worker connections: retry forever, backing off from 50 ms up to 2 s so a restarted Redis is
 # picked up within ~2 s. One-shot commands (CLI, producers): give up after ~1.5 s.
 WORKER_BACKOFF_CAP_S = 2.0
@@ -99,8 +101,24 @@ class LoggedRetry(Retry):
         return result
 
 
+def as_target(target: RedisTarget | str) -> RedisTarget:
+    """`target` itself, or the target a URL describes (what the URL says but twenty-jobs does not
+    use is logged once per process; settings report it for URLs from the environment)."""
+    if isinstance(target, RedisTarget):
+        return target
+    parsed = parse_redis_url(target)
+    for sentence in parsed.unused:
+        if sentence not in _reported_unused:
+            _reported_unused.add(sentence)
+            log.warning("%s", sentence)
+    return parsed.target()
+
+
+_reported_unused: set[str] = set()
+
+
 def make_client(
-    url: str,
+    target: RedisTarget | str,
     *,
     what: str,
     client_name: str | None = None,
@@ -109,36 +127,31 @@ def make_client(
     single_connection: bool = True,
     pipelined: bool = False,
 ) -> aioredis.Redis:
-    """A redis.asyncio client for `url`.
+    """A redis.asyncio client for `target` (a RedisTarget, or a URL: connection/url.py).
 
     `single_connection=True` gives the client one dedicated socket, which the BullMQ port
     expects (its blocking BZPOPMIN must not share a socket with other commands).
     `client_name` is re-applied by redis-py after every reconnect.
     `pipelined=True` (with `retry_forever`; never for a connection that blocks) returns a
     `PipelinedRedis`, whose concurrent commands share the socket without waiting for each other.
+    Sentinel and Cluster targets reconnect to wherever the master / the slot's node is now.
     """
+    redis_target = as_target(target)
     if retry_forever:
         retry = LoggedRetry(ExponentialBackoff(cap=WORKER_BACKOFF_CAP_S, base=WORKER_BACKOFF_BASE_S), -1, what)
     else:
         retry = LoggedRetry(ExponentialBackoff(cap=0.5, base=0.1), CLIENT_RETRIES, what, quiet=True)
-    kwargs: dict[str, Any] = {
-        "decode_responses": decode_responses,
-        "socket_timeout": None,
-        "socket_connect_timeout": CONNECT_TIMEOUT_S,
-        "socket_keepalive": True,
-        "retry": retry,
-        "single_connection_client": single_connection,
-        "health_check_interval": 0,
-    }
-    if client_name:
-        kwargs["client_name"] = client_name
     if pipelined:
         if not (retry_forever and single_connection):
             raise ValueError("a pipelined client is a worker's single, retry-forever command connection")
-        client = cast(PipelinedRedis, PipelinedRedis.from_url(url, **kwargs))
+        client = redis_target.redis_py_client(
+            retry=retry, client_name=client_name, decode_responses=decode_responses, redis_class=PipelinedRedis
+        )
         client.what = what
         return client
-    return aioredis.Redis.from_url(url, **kwargs)
+    return redis_target.redis_py_client(
+        retry=retry, client_name=client_name, decode_responses=decode_responses, single_connection=single_connection
+    )
 
 
 # -- pipelining ------------------------------------------------------------------------------------
@@ -381,15 +394,41 @@ class PipelinedRedis(aioredis.Redis):
         await super().aclose(close_connection_pool)
 
 
-async def ping_or_raise(client: aioredis.Redis, url: str) -> None:
-    """Fail with one clear line when Redis cannot be reached."""
+# What to do when no Redis answers at all (the README's first command needs one).
+START_REDIS_HINT = (
+    "Start one (`make services` in a twenty-jobs checkout, or `redis-server --daemonize yes`) or point "
+    "REDIS_URL (or --redis-url) at yours."
+)
+
+
+async def ping_or_raise(client: aioredis.Redis, target: RedisTarget | str) -> None:
+    """Fail with one clear line (no password, whatever the URL form) when Redis cannot be used."""
     try:
         await client.ping()  # type: ignore[misc]
     except (RedisError, OSError) as exc:
-        raise RedisUnavailableError(
-            f"cannot reach Redis at {redacted_url(url)}: {str(exc).rstrip('.')}. Check REDIS_QUEUE_URL/REDIS_URL "
-            "(or --redis-url) and that Redis is running."
-        ) from None
+        raise RedisUnavailableError(describe_failure(target, exc)) from None
+
+
+def describe_failure(target: RedisTarget | str, exc: BaseException) -> str:
+    """One line saying why `target` could not be used, and what to check."""
+    try:
+        redis_target: RedisTarget | None = as_target(target)
+    except ValueError:
+        redis_target = None
+    where = redis_target.redacted() if redis_target else redacted_url(str(target))
+    secrets = [redis_target.password, redis_target.sentinel_password] if redis_target else []
+    if not isinstance(target, RedisTarget):
+        secrets += url_secrets(target)
+    reason = scrub(" ".join(str(exc).split()).rstrip("."), secrets) or type(exc).__name__
+    if isinstance(exc, AuthenticationError) or "WRONGPASS" in reason or "NOAUTH" in reason:
+        return (f"Redis at {where} refused the credentials ({reason}): check the user name and password "
+                "(REDIS_PASSWORD / REDIS_USERNAME, or the URL)")
+    if "CERTIFICATE_VERIFY_FAILED" in reason:
+        return (f"cannot reach Redis at {where}: the server's TLS certificate is not trusted ({reason}); "
+                "check REDIS_TLS_CA (ssl_ca_certs in the URL) and REDIS_TLS_VERIFY")
+    if isinstance(exc, MasterNotFoundError):
+        return f"cannot reach Redis at {where}: {reason}"
+    return f"cannot reach Redis at {where}: {reason}. {START_REDIS_HINT}"
 
 
 async def redis_server_info(client: aioredis.Redis) -> dict[str, Any]:

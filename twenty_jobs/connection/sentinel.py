@@ -12,7 +12,9 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
+from redis.backoff import NoBackoff
 
 from twenty_jobs.connection.endpoint import Endpoint
 
@@ -47,6 +49,8 @@ def sentinel_manager(target: RedisTarget) -> Sentinel:
         "password": target.sentinel_password,
         "socket_timeout": target.connect_timeout_s,
         "socket_connect_timeout": target.connect_timeout_s,
+        # One try per sentinel per lookup: the connection asking retries the whole lookup.
+        "retry": Retry(NoBackoff(), 0),
     }
     if target.tls is not None:
         kwargs.update(target.tls.redis_py_kwargs())

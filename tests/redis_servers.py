@@ -1,0 +1,161 @@
+"""Extra redis-server processes for connection tests: plain, unix socket, TLS, Sentinel, Cluster.
+
+Each runs in a temporary directory on free loopback ports, is a child of the test process, and
+is stopped by its own pid (never by name). Nothing here touches the shared Redis on 6379.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
+START_TIMEOUT_S = 15.0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def unreachable_port() -> int:
+    """A loopback port where nothing listens (bound, then released)."""
+    return free_port()
+
+
+@dataclass
+class RedisProcess:
+    """One redis-server (or sentinel) started by a test."""
+
+    name: str
+    workdir: Path
+    args: list[str]
+    ping: Callable[[], Any]
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log_path = self.workdir / f"{self.name}.log"
+
+    def start(self) -> RedisProcess:
+        self.proc = subprocess.Popen(
+            [REDIS_SERVER, *self.args, "--logfile", str(self.log_path)],
+            cwd=self.workdir,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            try:
+                self.ping()
+                return self
+            except (redis.RedisError, OSError):
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    log = self.log_path.read_text(errors="replace")[-2000:] if self.log_path.exists() else ""
+                    self.stop()
+                    raise RuntimeError(f"{self.name} did not start: {log}") from None
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+def base_args(workdir: Path, name: str) -> list[str]:
+    # No persistence: these servers live for one test.
+    return ["--save", "", "--appendonly", "no", "--dir", str(workdir), "--dbfilename", f"{name}.rdb",
+            "--bind", "127.0.0.1"]
+
+
+def plain_ping(port: int, **kwargs: Any) -> Callable[[], Any]:
+    def ping() -> Any:
+        client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=1, socket_timeout=2, **kwargs)
+        try:
+            return client.ping()
+        finally:
+            client.close()
+
+    return ping
+
+
+def start_plain(workdir: Path, name: str, *extra: str, port: int | None = None,
+                password: str | None = None) -> tuple[RedisProcess, int]:
+    port = port or free_port()
+    args = ["--port", str(port), *base_args(workdir, name), *extra]
+    if password:
+        args += ["--requirepass", password]
+    return RedisProcess(name, workdir, args, plain_ping(port, password=password)).start(), port
+
+
+@pytest.fixture
+def processes() -> Iterator[list[RedisProcess]]:
+    """Servers a test starts; all stopped (by pid) at the end, in reverse order."""
+    started: list[RedisProcess] = []
+    yield started
+    for process in reversed(started):
+        process.stop()
+
+
+# -- TLS -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Certs:
+    """A CA, a server certificate it signed (for `server_names`), a client certificate it signed,
+    and an unrelated CA (for "wrong CA" tests)."""
+
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+    other_ca: Path
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def make_certs(directory: Path, server_names: str = "IP:127.0.0.1,DNS:localhost") -> Certs:
+    directory.mkdir(parents=True, exist_ok=True)
+    for ca in ("ca", "other-ca"):
+        _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{ca}.key", "-out", f"{ca}.crt",
+                 "-days", "2", "-subj", f"/CN=twenty-jobs test {ca}", cwd=directory)
+    for name, ext in (("server", f"subjectAltName={server_names}"), ("client", "extendedKeyUsage=clientAuth")):
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
+                 "-subj", f"/CN=twenty-jobs test {name}", cwd=directory)
+        (directory / f"{name}.ext").write_text(ext + "\n")
+        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+                 "-out", f"{name}.crt", "-days", "2", "-extfile", f"{name}.ext", cwd=directory)
+    return Certs(directory / "ca.crt", directory / "server.crt", directory / "server.key",
+                 directory / "client.crt", directory / "client.key", directory / "other-ca.crt")
+
+
+def start_tls(workdir: Path, certs: Certs, *, auth_clients: bool, password: str | None = None) -> tuple[RedisProcess, int]:
+    """A redis-server that speaks only TLS, on a free port."""
+    port = free_port()
+    args = ["--port", "0", "--tls-port", str(port), "--tls-cert-file", str(certs.server_cert),
+            "--tls-key-file", str(certs.server_key), "--tls-ca-cert-file", str(certs.ca),
+            "--tls-auth-clients", "yes" if auth_clients else "no", *base_args(workdir, f"tls-{port}")]
+    if password:
+        args += ["--requirepass", password]
+    # Readiness only: the certificate's names are the tests' business.
+    ping = plain_ping(port, password=password, ssl=True, ssl_ca_certs=str(certs.ca), ssl_check_hostname=False,
+                      ssl_certfile=str(certs.client_cert), ssl_keyfile=str(certs.client_key))
+    return RedisProcess(f"tls-{port}", workdir, args, ping).start(), port

@@ -147,7 +147,9 @@ def make_certs(directory: Path, server_names: str = "IP:127.0.0.1,DNS:localhost"
                  directory / "client.crt", directory / "client.key", directory / "other-ca.crt")
 
 
-def start_tls(workdir: Path, certs: Certs, *, auth_clients: bool, password: str | None = None) -> tuple[RedisProcess, int]:
+def start_tls(
+    workdir: Path, certs: Certs, *, auth_clients: bool, password: str | None = None
+) -> tuple[RedisProcess, int]:
     """A redis-server that speaks only TLS, on a free port."""
     port = free_port()
     args = ["--port", "0", "--tls-port", str(port), "--tls-cert-file", str(certs.server_cert),

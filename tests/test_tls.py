@@ -15,7 +15,7 @@ from twenty_jobs.connection.client import make_client, ping_or_raise
 from twenty_jobs.connection.url import parse_redis_url
 from twenty_jobs.errors import RedisUnavailableError
 
-from .redis_servers import Certs, RedisProcess, make_certs, start_tls
+from .redis_servers import Certs, make_certs, start_tls
 from .test_connect_cli import SECRET, clean_env, cli, output, queue_row
 
 HANDLERS = ["--no-builtin-jobs", "--import", "tests.cli_handlers"]

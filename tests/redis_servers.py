@@ -161,3 +161,123 @@ def start_tls(
     ping = plain_ping(port, password=password, ssl=True, ssl_ca_certs=str(certs.ca), ssl_check_hostname=False,
                       ssl_certfile=str(certs.client_cert), ssl_keyfile=str(certs.client_key))
     return RedisProcess(f"tls-{port}", workdir, args, ping).start(), port
+
+
+# -- Sentinel --------------------------------------------------------------------------------------
+
+SENTINEL_MASTER_NAME = "mymaster"
+
+
+@dataclass
+class SentinelGroup:
+    """A master, one replica and three sentinels on loopback, with passwords on all of them."""
+
+    master_port: int
+    replica_port: int
+    sentinel_ports: list[int]
+    password: str
+    sentinel_password: str
+
+    @property
+    def sentinels(self) -> str:
+        return ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports)
+
+    def sentinel_client(self, index: int = 0) -> redis.Redis:
+        return redis.Redis(port=self.sentinel_ports[index], password=self.sentinel_password, decode_responses=True)
+
+    def master_port_now(self) -> int:
+        client = self.sentinel_client()
+        try:
+            return int(client.sentinel_get_master_addr_by_name(SENTINEL_MASTER_NAME)[1])
+        finally:
+            client.close()
+
+    def data_client(self, port: int) -> redis.Redis:
+        return redis.Redis(port=port, password=self.password, decode_responses=True)
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if predicate():
+                return
+        except (redis.RedisError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gave up waiting for {what}")
+        time.sleep(0.1)
+
+
+def start_sentinel_group(workdir: Path, started: list[RedisProcess], *, password: str,
+                         sentinel_password: str) -> SentinelGroup:
+    """Start the group (each process appended to `started`, for the caller to stop) and wait
+    until the sentinels see the replica and each other and the replica is in sync."""
+    master, master_port = start_plain(workdir, "master", "--masterauth", password, password=password)
+    started.append(master)
+    replica, replica_port = start_plain(workdir, "replica", "--replicaof", "127.0.0.1", str(master_port),
+                                        "--masterauth", password, password=password)
+    started.append(replica)
+    group = SentinelGroup(master_port, replica_port, [], password, sentinel_password)
+    for index in range(3):
+        port = free_port()
+        conf = workdir / f"sentinel-{index}.conf"
+        # Generous down-after: a loaded test machine must not fail over by itself; the tests
+        # fail over on purpose with SENTINEL FAILOVER.
+        conf.write_text("\n".join([
+            f"port {port}", "bind 127.0.0.1", f"dir {workdir}",
+            f"requirepass {sentinel_password}", f"sentinel sentinel-pass {sentinel_password}",
+            f"sentinel monitor {SENTINEL_MASTER_NAME} 127.0.0.1 {master_port} 2",
+            f"sentinel auth-pass {SENTINEL_MASTER_NAME} {password}",
+            f"sentinel down-after-milliseconds {SENTINEL_MASTER_NAME} 10000",
+            f"sentinel failover-timeout {SENTINEL_MASTER_NAME} 20000",
+            f"sentinel parallel-syncs {SENTINEL_MASTER_NAME} 1", "",
+        ]))
+        process = RedisProcess(f"sentinel-{index}", workdir, [str(conf), "--sentinel"],
+                               plain_ping(port, password=sentinel_password))
+        started.append(process.start())
+        group.sentinel_ports.append(port)
+
+    def ready() -> bool:
+        for index in range(3):
+            client = group.sentinel_client(index)
+            try:
+                if not client.sentinel_slaves(SENTINEL_MASTER_NAME) or len(
+                        client.sentinel_sentinels(SENTINEL_MASTER_NAME)) < 2:
+                    return False
+            finally:
+                client.close()
+        return in_sync(group)
+
+    wait_for(ready, 60, "the sentinels to find the replica and each other")
+    return group
+
+
+def in_sync(group: SentinelGroup) -> bool:
+    replica = group.data_client(group.replica_port)
+    try:
+        return bool(replica.info("replication").get("master_link_status") == "up")
+    finally:
+        replica.close()
+
+
+def fail_over(group: SentinelGroup) -> int:
+    """SENTINEL FAILOVER, and wait until the sentinels name the replica as master; its port."""
+    before = group.master_port_now()
+    client = group.sentinel_client()
+    try:
+        client.execute_command("SENTINEL", "FAILOVER", SENTINEL_MASTER_NAME)
+    finally:
+        client.close()
+    wait_for(lambda: group.master_port_now() != before, 60, "the failover")
+    # The old master takes writes until Sentinel turns it into a replica (and closes its clients).
+    wait_for(lambda: role(group, before) == "slave", 60, "the old master to become a replica")
+    return group.master_port_now()
+
+
+def role(group: SentinelGroup, port: int) -> str:
+    client = group.data_client(port)
+    try:
+        return str(client.execute_command("ROLE")[0])
+    finally:
+        client.close()

@@ -226,3 +226,38 @@ def test_no_command_prints_a_password_given_on_the_command_line(workdir: Path) -
     url = f"redis://:pa/{SECRET}@127.0.0.1:{unreachable_port()}"
     results = cli_many([([*command, "--redis-url", url], clean_env()) for command in CONNECTING_COMMANDS], workdir)
     assert all(SECRET not in output(out) and out.returncode == 2 for out in results)
+
+
+# -- every command, for the Sentinel and Cluster tests --------------------------------------------
+
+
+def every_command_works(env: dict[str, str], workdir: Path, prefix: str) -> list[str]:
+    """enqueue, work, status, failed list/retry, check, doctor, pause/resume and cron list through
+    the connection `env` describes; returns everything they printed."""
+    queue = "tj-conn"
+    common = ["--prefix", prefix]
+    custom = ["--custom-queue", *common]
+    said: list[str] = []
+
+    def run(*args: str, ok: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess[str]:
+        out = cli(list(args), env, workdir)
+        said.append(output(out))
+        assert out.returncode in ok, (args, output(out))
+        assert "cannot reach" not in output(out) and "Traceback" not in output(out), (args, output(out))
+        return out
+
+    run("enqueue", queue, "Echo", "--data", '{"x": 1}', *custom)
+    failing = run("enqueue", queue, "Fail", *custom).stdout.strip()
+    run("work", "--burst", "--queue", queue, "--no-builtin-jobs", "--import", "tests.connection_handlers", *common)
+    row = queue_row(run("status", "--json", "--queue", queue, *custom).stdout, queue)
+    assert (row["completed"], row["failed"]) == (1, 1), row
+    assert failing in run("failed", "list", queue, *custom).stdout
+    run("failed", "retry", queue, "--id", failing, *custom)
+    row = queue_row(run("status", "--json", "--queue", queue, *custom).stdout, queue)
+    assert (row["failed"], row["waiting"]) == (0, 1), row
+    run("check", *common, ok=(0, 1))
+    run("doctor", *common, ok=(0, 1))
+    run("pause", "workspace-queue", *common)
+    run("resume", "workspace-queue", *common)
+    run("cron", "list", *common)
+    return said

@@ -15,13 +15,14 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
-from redis.asyncio.connection import Connection, SSLConnection
+from redis.asyncio.connection import SSLConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.crc import key_slot
 from redis.exceptions import ConnectionError, MovedError, RedisError
 
 from twenty_jobs.connection.endpoint import Endpoint
+from twenty_jobs.connection.relocating import RelocatingConnection
 
 if TYPE_CHECKING:
     from twenty_jobs.connection.target import RedisTarget
@@ -89,23 +90,17 @@ def owner_of(ranges: Any, slot: int, seed: Endpoint) -> Endpoint | None:
     return None
 
 
-class SlotOwnerConnection(Connection):
+class SlotOwnerConnection(RelocatingConnection):
     """A redis-py connection to whichever node serves the target's slot, looked up on every
-    connect attempt (so retries follow a failover), and dropped on a MOVED reply."""
+    connect attempt (connection/relocating.py), and dropped on a MOVED reply."""
 
     def __init__(self, *, locate_owner: Callable[[], Awaitable[Endpoint]], **kwargs: Any) -> None:
         self.locate_owner = locate_owner
         super().__init__(**kwargs)
 
-    async def connect(self) -> None:
-        await self.retry.call_with_retry(self.locate_and_connect, lambda error: self.disconnect())
-
-    async def locate_and_connect(self) -> None:
-        if self.is_connected:
-            return
+    async def locate(self) -> tuple[str, int]:
         owner = await self.locate_owner()
-        self.host, self.port = owner.host, owner.port
-        await self.connect_check_health(check_health=True, retry_socket_connect=False)
+        return owner.host, owner.port
 
     async def read_response(self, *args: Any, **kwargs: Any) -> Any:
         try:

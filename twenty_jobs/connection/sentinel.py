@@ -12,11 +12,18 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from redis.asyncio.connection import SSLConnection
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
+from redis.asyncio.sentinel import (
+    MasterNotFoundError,
+    Sentinel,
+    SentinelConnectionPool,
+    SentinelManagedConnection,
+)
 from redis.backoff import NoBackoff
 
 from twenty_jobs.connection.endpoint import Endpoint
+from twenty_jobs.connection.relocating import RelocatingConnection
 
 if TYPE_CHECKING:
     from twenty_jobs.connection.target import RedisTarget
@@ -113,6 +120,22 @@ class LoggedSentinelPool(SentinelConnectionPool):
             await client.connection_pool.disconnect()
 
 
+class MasterConnection(RelocatingConnection, SentinelManagedConnection):
+    """A connection to the current master, looked up on every connect attempt (see
+    connection/relocating.py); a READONLY reply (the master was demoted under it) drops the
+    connection, as in redis-py's SentinelManagedConnection."""
+
+    async def locate(self) -> tuple[str, int]:
+        host, port = await self.connection_pool.get_master_address()
+        return str(host), int(port)
+
+
+class MasterSSLConnection(MasterConnection, SSLConnection):
+    pass
+
+
 def master_pool(target: RedisTarget, *, ssl: bool, connection_kwargs: dict[str, Any]) -> LoggedSentinelPool:
     """A connection pool whose connections go to the target's current master."""
-    return LoggedSentinelPool(target, sentinel_manager(target), ssl=ssl, **connection_kwargs)
+    connection_class = MasterSSLConnection if ssl else MasterConnection
+    return LoggedSentinelPool(target, sentinel_manager(target), connection_class=connection_class,
+                              **connection_kwargs)

@@ -281,3 +281,77 @@ def role(group: SentinelGroup, port: int) -> str:
         return str(client.execute_command("ROLE")[0])
     finally:
         client.close()
+
+
+# -- Cluster ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class ClusterGroup:
+    """Three masters forming a Redis Cluster on loopback (no replicas), with a password."""
+
+    ports: list[int]
+    password: str
+
+    @property
+    def nodes(self) -> str:
+        return ",".join(f"127.0.0.1:{port}" for port in self.ports)
+
+    def client(self, port: int) -> redis.Redis:
+        return redis.Redis(port=port, password=self.password, decode_responses=True)
+
+    def owner_port(self, slot: int) -> int:
+        client = self.client(self.ports[0])
+        try:
+            for start, end, master, *_replicas in client.execute_command("CLUSTER", "SLOTS"):
+                if int(start) <= slot <= int(end):
+                    return int(master[1])
+        finally:
+            client.close()
+        raise LookupError(slot)
+
+    def node_id(self, port: int) -> str:
+        client = self.client(port)
+        try:
+            return str(client.execute_command("CLUSTER", "MYID"))
+        finally:
+            client.close()
+
+    def flush(self) -> None:
+        for port in self.ports:
+            client = self.client(port)
+            try:
+                client.flushall()
+            finally:
+                client.close()
+
+
+def start_cluster(workdir: Path, started: list[RedisProcess], *, password: str) -> ClusterGroup:
+    ports = []
+    for index in range(3):
+        process, port = start_plain(
+            workdir, f"cluster-{index}", "--cluster-enabled", "yes",
+            "--cluster-config-file", str(workdir / f"nodes-{index}.conf"), "--cluster-node-timeout", "15000",
+            # The bus port on a free port of its own (the default, port + 10000, may be taken or too high).
+            "--cluster-port", str(free_port()),
+            "--masterauth", password, password=password,
+        )
+        started.append(process)
+        ports.append(port)
+    subprocess.run([REDIS_CLI, "-a", password, "--no-auth-warning", "--cluster", "create",
+                    *[f"127.0.0.1:{port}" for port in ports], "--cluster-yes"],
+                   check=True, capture_output=True, timeout=60)
+    group = ClusterGroup(ports, password)
+
+    def ok() -> bool:
+        for port in ports:
+            client = group.client(port)
+            try:
+                if client.cluster("info")["cluster_state"] != "ok":
+                    return False
+            finally:
+                client.close()
+        return True
+
+    wait_for(ok, 60, "the cluster to be ok")
+    return group

@@ -4,8 +4,10 @@ whatever the URL form (issues 9 and 11)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 import uuid
@@ -18,6 +20,7 @@ import pytest
 import redis
 
 from twenty_jobs.connection.env import REDIS_VARS
+from twenty_jobs.connection.url import parse_redis_url
 
 from .redis_servers import RedisProcess, processes, start_plain, unreachable_port  # noqa: F401 (fixture)
 
@@ -261,3 +264,34 @@ def every_command_works(env: dict[str, str], workdir: Path, prefix: str) -> list
     run("resume", "workspace-queue", *common)
     run("cron", "list", *common)
     return said
+
+
+# -- raw streams for the pipelined connection ----------------------------------------------------
+
+
+def test_open_connection_over_tcp_with_keepalive_and_over_a_unix_socket(
+    processes: list[RedisProcess], workdir: Path  # noqa: F811
+) -> None:
+    sock = workdir / "raw.sock"
+    server = RedisProcess("raw-unix", workdir, ["--port", "0", "--unixsocket", str(sock), "--save", "",
+                                                "--appendonly", "no", "--dir", str(workdir)],
+                          lambda: redis.Redis(unix_socket_path=str(sock)).ping())
+    processes.append(server.start())
+
+    async def ping(url: str) -> bool:
+        target = parse_redis_url(url).target()
+        reader, writer = await target.open_connection()
+        try:
+            writer.write(b"PING\r\n")
+            answered = await reader.readline() == b"+PONG\r\n"
+            raw = writer.get_extra_info("socket")
+            if raw.family == socket.AF_INET:
+                assert raw.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+            return answered
+        finally:
+            writer.close()
+
+    assert asyncio.run(ping("redis://127.0.0.1:6379"))
+    assert asyncio.run(ping(f"unix://{sock}"))
+    with pytest.raises(OSError):
+        asyncio.run(ping(f"redis://127.0.0.1:{unreachable_port()}"))

@@ -1,5 +1,4 @@
-"""`make bench`: the Python worker against Twenty's Node bullmq 5.40.0 worker, side by side, in one run.
+"""`make bench`: twenty-jobs against Twenty's Node bullmq worker, side by side, scenario by scenario.
 
-See benchmarks/run.py (the orchestrator), benchmarks/py_worker.py (the Python side) and
-node_fixture/bin/bench-worker.js / bench-prefill.js (the Node side and the producer).
+benchmarks/run.py is the entry point; benchmarks/README.md has the method.
 """

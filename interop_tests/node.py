@@ -10,7 +10,8 @@
 Options are passed as `--key value` flags: underscores in keyword names become dashes, dicts and
 lists are sent as JSON text, `True` is a bare flag, `None` and `False` are left out. Every command
 prints one JSON document, which is returned parsed. The bullmq build is chosen by
-TWENTY_JOBS_NODE_BULLMQ (5.40.0 | 5-latest | 6.4), inherited from the environment.
+TWENTY_JOBS_NODE_BULLMQ (5.40.0 | 5.78.0 | 5-latest | 6.4 | 6.7 | an exact version
+installed by `make interop NODE_BULLMQ=...`), inherited from the environment.
 """
 
 from __future__ import annotations

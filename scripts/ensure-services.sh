@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Make sure the local Redis (127.0.0.1:6379) and PostgreSQL (127.0.0.1:5432) that the tests use are up.
 # Installs them from Debian's packages when absent, starts them when down. Never stops anything.
+# `ensure-services.sh redis` does only Redis (what `make run` needs).
 set -euo pipefail
+only_redis=0
+[ "${1:-}" = redis ] && only_redis=1
 
 need_apt_update=1
 apt_install() {
@@ -20,6 +23,7 @@ if ! redis_up; then
   for _ in $(seq 50); do redis_up && break; sleep 0.1; done
 fi
 redis_up || { echo "Redis is not reachable on 127.0.0.1:6379 and could not be started" >&2; exit 1; }
+if [ "$only_redis" = 1 ]; then echo "services: redis is up"; exit 0; fi
 
 if ! pg_up; then
   if ! ls /etc/postgresql >/dev/null 2>&1 || [ -z "$(ls /etc/postgresql 2>/dev/null)" ]; then

@@ -163,10 +163,13 @@ async def test_status_watch_refreshes(producer: Producer, prefix: str) -> None:
     assert live.exit_code == 0 and "email-queue" in live.output
 
 
-def test_status_on_an_empty_prefix_says_so(prefix: str) -> None:
-    result = cli(prefix, "status")
-    assert result.exit_code == 0
-    assert f"no queues under prefix '{prefix}'" in result.output
+def test_status_and_check_agree_that_an_empty_prefix_is_a_failure(prefix: str) -> None:
+    status = cli(prefix, "status")
+    check = cli(prefix, "check")
+    assert (status.exit_code, check.exit_code) == (1, 1)
+    sentence = f"no queue and no worker under prefix '{prefix}' in this Redis"
+    assert sentence in status.output and sentence in check.output
+    assert check.output.startswith("unhealthy: ")
 
 
 # -- check -------------------------------------------------------------------------------------
@@ -365,12 +368,12 @@ def test_cron_list_marks_a_legacy_repeatable_from_node_bullmq_5(prefix: str) -> 
 def test_a_redis_error_after_connecting_is_one_line_and_exit_1(prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from redis.exceptions import NoPermissionError
 
-    from twenty_jobs.cli import ops as cli_ops
+    from twenty_jobs.cli import status as status_command
 
     async def refused(*args: Any) -> Any:
         raise NoPermissionError("this user has no permissions to run the 'scan' command")
 
-    monkeypatch.setattr(cli_ops, "collect_status", refused)
+    monkeypatch.setattr(status_command, "collect_status", refused)
     result = cli(prefix, "status")
     assert result.exit_code == 1
     assert lines(result) == ["twenty-jobs: error: Redis error: this user has no permissions to run the 'scan' command"]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from twenty_jobs.connection.client import make_client
+from twenty_jobs.connection.client import make_client, make_command_connection
 from twenty_jobs.connection.cluster import tag_slot
 from twenty_jobs.settings import load_settings
 
@@ -72,18 +72,16 @@ def test_a_prefix_without_a_hash_tag_is_refused_in_one_line(cluster: ClusterGrou
         assert "has no hash tag" in out.stderr and "cannot run on a cluster" in out.stderr
 
 
-async def test_open_connection_reaches_the_node_serving_the_prefix_slot(cluster: ClusterGroup) -> None:
+async def test_the_command_connection_reaches_the_node_serving_the_prefix_slot(cluster: ClusterGroup) -> None:
     for tag in ("bull", "jobs", "x"):
         target = load_settings(redis_url_option=f"redis-cluster://:{SECRET}@{cluster.nodes}",
                                TWENTY_JOBS_PREFIX=f"{{{tag}}}").redis_target
-        reader, writer = await target.open_connection()
+        connection = make_command_connection(target, what="test")
         try:
-            writer.write(f"AUTH {SECRET}\r\nCLUSTER MYID\r\n".encode())
-            assert await reader.readline() == b"+OK\r\n"
-            await reader.readline()  # bulk string length
-            my_id = (await reader.readline()).strip().decode()
+            my_id = await connection.call("CLUSTER", "MYID")
+            assert await connection.call("SET", f"{{{tag}}}:probe", "1") == "OK"  # no MOVED
         finally:
-            writer.close()
+            await connection.aclose()
         assert my_id == cluster.node_id(cluster.owner_port(tag_slot(tag)))
 
 

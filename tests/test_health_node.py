@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 from interop_tests.node import NodeWorker, arun_fixture, fixture_installed
 from tests.conftest import REDIS_URL, RunningWorker, wait_until
 from twenty_jobs.cli.app import app
-from twenty_jobs.cli.ops import build_work_extras
 from twenty_jobs.observability.health import Heartbeat
+from twenty_jobs.observability.worker_services import build_worker_services
 from twenty_jobs.runtime.context import JobContext
 from twenty_jobs.runtime.producer import Producer
 from twenty_jobs.runtime.registry import Registry, job
@@ -49,7 +49,8 @@ async def test_twentys_health_page_and_our_check_see_node_and_python_workers_ali
         assert report["queues"][0]["workers"] == 1 and report["queues"][0]["python_workers"] == 0
 
         # Then a Python worker set up exactly as `twenty-jobs work` will set it up.
-        observers, services = build_work_extras(metrics_port=None)
+        built = build_worker_services(metrics_port=None)
+        observers, services = built.observers, built.services
         heartbeat = services[0]
         assert isinstance(heartbeat, Heartbeat)
         heartbeat.interval_s = 0.2

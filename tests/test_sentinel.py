@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from bullmq import Queue
 
-from twenty_jobs.connection.client import make_client
+from twenty_jobs.connection.client import make_client, make_command_connection
 from twenty_jobs.settings import load_settings
 
 from .redis_servers import RedisProcess, SentinelGroup, fail_over, start_sentinel_group, wait_for
@@ -42,28 +42,38 @@ def sentinel_env(group: SentinelGroup) -> dict[str, str]:
 
 
 def test_every_command_works_through_redis_sentinels(group: SentinelGroup, tmp_path: Path) -> None:
-    said = every_command_works(sentinel_env(group), tmp_path, f"tj-sent-{uuid.uuid4().hex[:8]}")
+    prefix = f"tj-sent-{uuid.uuid4().hex[:8]}"
+    said = every_command_works(sentinel_env(group), tmp_path, prefix)
     assert all(SECRET not in text and SENTINEL_SECRET not in text for text in said)
+    assert on_the_master(group, prefix)
 
 
 def test_every_command_works_through_a_sentinel_url(group: SentinelGroup, tmp_path: Path) -> None:
+    prefix = f"tj-sent-{uuid.uuid4().hex[:8]}"
     url = f"redis+sentinel://:{SECRET}@{group.sentinels}/mymaster?sentinel_password={SENTINEL_SECRET}"
-    said = every_command_works(clean_env(REDIS_URL=url), tmp_path, f"tj-sent-{uuid.uuid4().hex[:8]}")
+    said = every_command_works(clean_env(REDIS_URL=url), tmp_path, prefix)
     assert all(SECRET not in text and SENTINEL_SECRET not in text for text in said)
+    assert on_the_master(group, prefix)
 
 
-async def test_open_connection_reaches_the_current_master(group: SentinelGroup) -> None:
-    target = load_settings(redis_url_option=f"redis+sentinel://{group.sentinels}/mymaster?sentinel_password="
-                                             f"{SENTINEL_SECRET}").redis_target
-    reader, writer = await target.open_connection()
+def on_the_master(group: SentinelGroup, prefix: str) -> bool:
+    """The commands worked on the master the sentinels name (not on some default Redis)."""
+    client = group.data_client(group.master_port_now())
     try:
-        writer.write(f"AUTH {SECRET}\r\nROLE\r\n".encode())
-        assert await reader.readline() == b"+OK\r\n"
-        assert await reader.readline() == b"*3\r\n"  # a master's ROLE reply has 3 elements
-        await reader.readline()
-        assert await reader.readline() == b"master\r\n"
+        return bool(client.exists(f"{prefix}:tj-conn:meta"))
     finally:
-        writer.close()
+        client.close()
+
+
+async def test_the_command_connection_reaches_the_current_master(group: SentinelGroup) -> None:
+    target = load_settings(redis_url_option=f"redis+sentinel://:{SECRET}@{group.sentinels}/mymaster?"
+                                             f"sentinel_password={SENTINEL_SECRET}").redis_target
+    connection = make_command_connection(target, what="test")
+    try:
+        role = await connection.call("ROLE")
+    finally:
+        await connection.aclose()
+    assert role[0] == "master"
 
 
 @pytest.mark.slow

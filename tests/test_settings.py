@@ -65,13 +65,6 @@ def test_settings_report_what_is_set_and_not_used(monkeypatch: pytest.MonkeyPatc
     assert load_settings(redis_url_option="redis://flag:1").queue_redis_url == "redis://flag:1"
 
 
-@pytest.mark.parametrize("prefix", ["a b", "tab\there", "new\nline", "bül", ""])
-def test_a_prefix_redis_cannot_name_a_connection_with_is_refused_in_one_line(prefix: str) -> None:
-    with pytest.raises(ConfigError) as exc:
-        load_settings(TWENTY_JOBS_PREFIX=prefix)
-    assert str(exc.value).startswith("invalid setting --prefix/TWENTY_JOBS_PREFIX:") and "\n" not in str(exc.value)
-
-
 def test_a_cluster_needs_a_hash_tagged_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REDIS_CLUSTER_NODES", "127.0.0.1:7000")
     with pytest.raises(ConfigError, match="--prefix/TWENTY_JOBS_PREFIX: the key prefix 'bull' has no hash tag"):

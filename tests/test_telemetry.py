@@ -19,10 +19,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from tests.conftest import RunningWorker, wait_until
-from twenty_jobs.cli.ops import build_work_extras
 from twenty_jobs.observability.health import Heartbeat
 from twenty_jobs.observability.http import MetricsServer, metric_names, prometheus_name, render_prometheus
 from twenty_jobs.observability.telemetry import JOB_DURATION_MS_BUCKETS, OtelObserver
+from twenty_jobs.observability.worker_services import build_worker_services
 from twenty_jobs.ops.snapshot import QueueSnapshot
 from twenty_jobs.runtime.context import JobContext
 from twenty_jobs.runtime.producer import Producer
@@ -199,7 +199,8 @@ async def test_metrics_port_serves_prometheus_text_and_healthz_for_a_running_wor
     start_worker: StartWorker, registry: Registry, producer: Producer
 ) -> None:
     register_steps(registry)
-    observers, services = build_work_extras(metrics_port=0, metrics_host="127.0.0.1")
+    built = build_worker_services(metrics_port=0, metrics_host="127.0.0.1")
+    observers, services = built.observers, built.services
     heartbeat, server = services
     assert isinstance(heartbeat, Heartbeat) and isinstance(server, MetricsServer)
     heartbeat.interval_s = 0.2
@@ -271,6 +272,6 @@ def test_a_metrics_port_in_use_is_a_clear_error_before_the_worker_starts() -> No
     try:
         port = taken.getsockname()[1]
         with pytest.raises(ConfigError, match=f"cannot serve metrics on 127.0.0.1:{port}"):
-            build_work_extras(metrics_port=port, metrics_host="127.0.0.1")
+            build_worker_services(metrics_port=port, metrics_host="127.0.0.1")
     finally:
         taken.close()

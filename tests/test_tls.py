@@ -4,14 +4,15 @@ verification modes, and a wrong CA as one clear line (issue 11, item 3)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
-from twenty_jobs.connection.client import make_client, ping_or_raise
+from twenty_jobs.connection.client import make_client, make_command_connection, ping_or_raise
 from twenty_jobs.connection.url import parse_redis_url
 from twenty_jobs.errors import RedisUnavailableError
 
@@ -42,9 +43,9 @@ def mtls_port(certs: Certs, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     server.stop()
 
 
-def enqueue_work_status(env: dict[str, str], workdir: Path) -> list[str]:
+def enqueue_work_status(env: dict[str, str], workdir: Path, prefix_name: str) -> list[str]:
     """One job through enqueue, work and status; returns everything the commands printed."""
-    prefix = ["--prefix", f"tj-tls-{uuid.uuid4().hex[:8]}"]
+    prefix = ["--prefix", prefix_name]
     added = cli(["enqueue", "workspace-queue", "Echo", "--data", '{"tls": true}', *prefix], env, workdir)
     assert added.returncode == 0, added.stderr
     worked = cli(["work", "--burst", "--queue", "workspace-queue", *HANDLERS, *prefix], env, workdir)
@@ -57,14 +58,20 @@ def enqueue_work_status(env: dict[str, str], workdir: Path) -> list[str]:
 
 def test_enqueue_work_and_status_through_rediss_with_a_ca_file(certs: Certs, tls_port: int, tmp_path: Path) -> None:
     env = clean_env(REDIS_URL=f"rediss://:{SECRET}@127.0.0.1:{tls_port}?ssl_ca_certs={certs.ca}")
-    said = enqueue_work_status(env, tmp_path)
+    said = enqueue_work_status(env, tmp_path, "tj-tls")
     assert all(SECRET not in text for text in said)
 
 
 def test_client_certificate_and_key_from_the_environment(certs: Certs, mtls_port: int, tmp_path: Path) -> None:
     env = clean_env(REDIS_HOST="127.0.0.1", REDIS_PORT=str(mtls_port), REDIS_TLS="true", REDIS_TLS_CA=str(certs.ca),
                     REDIS_TLS_CERT=str(certs.client_cert), REDIS_TLS_KEY=str(certs.client_key))
-    enqueue_work_status(env, tmp_path)
+    enqueue_work_status(env, tmp_path, "tj-mtls")
+    client = redis.Redis(port=mtls_port, ssl=True, ssl_ca_certs=str(certs.ca), ssl_certfile=str(certs.client_cert),
+                         ssl_keyfile=str(certs.client_key), decode_responses=True)
+    try:
+        assert client.zcard("tj-mtls:workspace-queue:completed") == 1  # on the TLS server, not elsewhere
+    finally:
+        client.close()
     # Without the client certificate the server hangs up during the handshake: one line, exit 1.
     no_cert = {k: v for k, v in env.items() if k not in ("REDIS_TLS_CERT", "REDIS_TLS_KEY")}
     out = cli(["status"], no_cert, tmp_path)
@@ -78,8 +85,10 @@ def test_a_wrong_ca_is_one_clear_line_and_exit_1(command: list[str], certs: Cert
     env = clean_env(REDIS_HOST="127.0.0.1", REDIS_PORT=str(tls_port), REDIS_PASSWORD=SECRET, REDIS_TLS="yes",
                     REDIS_TLS_CA=str(certs.other_ca))
     out = cli(command, env, tmp_path)
-    assert out.returncode == 1 and out.stderr.count("\n") == 1, out.stderr
-    assert "TLS certificate is not trusted" in out.stderr and "REDIS_TLS_CA" in out.stderr
+    errors = [line for line in out.stderr.splitlines() if line.startswith("twenty-jobs: error:")]
+    assert out.returncode == 1 and len(errors) == 1, out.stderr
+    assert "TLS certificate is not trusted" in errors[0] and "REDIS_TLS_CA" in errors[0]
+    assert "make services" not in errors[0]  # starting a Redis is not the fix
     assert "Traceback" not in out.stderr and SECRET not in out.stderr
 
 
@@ -110,16 +119,17 @@ async def test_verification_modes(query: str, works: bool, misnamed_port: tuple[
                 await ping_or_raise(client, url)
     finally:
         await client.aclose()
-    # The raw stream for the pipelined connection applies the same checks.
+    # The pipelined command connection's opener applies the same checks.
     target = parse_redis_url(url).target()
     if works:
-        reader, writer = await target.open_connection()
-        writer.write(b"PING\r\n")
-        assert await reader.readline() == b"+PONG\r\n"
-        writer.close()
+        connection = make_command_connection(target, what="test")
+        try:
+            assert await connection.call("PING") == "PONG"
+        finally:
+            await connection.aclose()
     else:
         with pytest.raises(OSError, match="CERTIFICATE_VERIFY_FAILED"):
-            await target.open_connection()
+            await target.open_transport(asyncio.Protocol)
 
 
 def test_tls_settings_are_refused_at_start_when_files_are_wrong(certs: Certs, tls_port: int, tmp_path: Path) -> None:

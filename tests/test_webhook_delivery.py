@@ -261,6 +261,11 @@ async def test_safe_mode_checks_every_redirect_hop(
         ("::1", True), ("::", True), ("fd00::1", True), ("fe80::1", True), ("::ffff:10.0.0.1", True),
         ("::ffff:a9fe:a9fe", True), ("2002:7f00:1::", True), ("64:ff9b::a00:1", True),
         ("8.8.8.8", False), ("1.1.1.1", False), ("2606:4700:4700::1111", False), ("::ffff:8.8.8.8", False),
+        # Every IPv6 form that embeds an IPv4 address is judged as that address: IPv4-compatible,
+        # IPv4-translated, local-use NAT64 (RFC 8215, /48 layout of RFC 6052).
+        ("::127.0.0.1", True), ("::7f00:1", True), ("::a9fe:a9fe", True), ("::ffff:0:7f00:1", True),
+        ("64:ff9b:1:7f00:1:0:0:0", True), ("64:ff9b:1:a9fe:a9:fe00::", True),
+        ("::8.8.8.8", False), ("::ffff:0:808:808", False), ("64:ff9b:1:808:8:800::", False),
     ],
 )
 def test_internal_addresses(address: str, internal: bool) -> None:
@@ -268,16 +273,41 @@ def test_internal_addresses(address: str, internal: bool) -> None:
 
 
 async def test_allow_listed_hosts_still_cannot_reach_link_local_addresses() -> None:
-    allow_all = _outbound.OutboundSettings.model_validate({"OUTBOUND_HTTP_ALLOWED_INTERNAL_HOSTS": "*"})
-    assert await _outbound.resolve_checked("10.0.0.5", 80, allow_all) == ["10.0.0.5"]
-    with pytest.raises(_outbound.OutboundBlocked, match=r"169\.254\.169\.254"):
-        await _outbound.resolve_checked("169.254.169.254", 80, allow_all)
     listed = _outbound.OutboundSettings.model_validate(
         {"OUTBOUND_HTTP_ALLOWED_INTERNAL_HOSTS": "Intranet.Example, other"}
     )
     assert listed.allowed_internal_hosts == ["intranet.example", "other"]
     assert _outbound.is_blocked("10.0.0.5", "INTRANET.example", listed) is False
     assert _outbound.is_blocked("10.0.0.5", "elsewhere.example", listed) is True
+    assert _outbound.is_blocked("169.254.169.254", "intranet.example", listed) is True
+
+
+async def test_a_star_entry_or_safe_mode_off_turns_the_guard_off() -> None:
+    """Current Twenty: `*` allows every host, and OUTBOUND_HTTP_SAFE_MODE_ENABLED=false is mapped
+    to the same (docs/webhook-email.md)."""
+    for env in ({"OUTBOUND_HTTP_ALLOWED_INTERNAL_HOSTS": "*"}, {"OUTBOUND_HTTP_SAFE_MODE_ENABLED": "false"}):
+        settings = _outbound.OutboundSettings.model_validate(env)
+        assert not settings.guard_enabled
+        assert await _outbound.resolve_checked("169.254.169.254", 80, settings) == ["169.254.169.254"]
+
+
+def test_allow_list_entries_may_be_host_host_port_or_url_and_match_on_the_host() -> None:
+    """Twenty accepts `host`, `host:port` and URLs; before, `host:port` and URLs never matched, so
+    those deliveries were refused for good."""
+    settings = _outbound.OutboundSettings.model_validate({"OUTBOUND_HTTP_ALLOWED_INTERNAL_HOSTS":
+        "intranet.example:8443, http://Hooks.Internal:9000/path, [fd00::5]:80, plain"})
+    assert settings.allowed_internal_hosts == ["intranet.example", "hooks.internal", "fd00::5", "plain"]
+    assert _outbound.is_blocked("10.0.0.5", "intranet.example", settings) is False
+    assert _outbound.is_blocked("10.0.0.5", "hooks.internal", settings) is False
+    assert _outbound.is_blocked("fd00::5", "fd00::5", settings) is False
+
+
+async def test_bodies_over_50_mib_are_refused_before_sending() -> None:
+    settings = _outbound.OutboundSettings.model_validate({})
+    async with _outbound.new_client(1.0, settings) as client:
+        with pytest.raises(_outbound.InvalidTarget, match="50 MiB"):
+            await _outbound.send(client, "https://hooks.example/", b"x" * (_outbound.MAX_BODY_BYTES + 1), {},
+                                 settings)
 
 
 async def test_safe_mode_keeps_the_host_name_and_falls_back_to_the_next_checked_address(

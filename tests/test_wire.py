@@ -25,8 +25,22 @@ from twenty_jobs.wire import keys
 UUID_SUFFIX = re.compile(r"-[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
 
-def test_twenty_queue_table_has_the_18_current_queues_with_their_settings() -> None:
-    assert len(TWENTY_QUEUES) == 18
+NEWER_QUEUES = (
+    "record-export-queue", "campaign-queue", "campaign-send-queue", "campaign-engagement-queue",
+    "event-log-queue", "application-lifecycle-hook-queue", "application-upgrade-queue",
+)
+
+
+def test_twenty_queue_table_has_current_twentys_25_queues() -> None:
+    assert len(TWENTY_QUEUES) == 25
+    for name in NEWER_QUEUES:
+        cfg = queue_config(name)  # no longer refused as unknown
+        assert (cfg.concurrency, cfg.lock_duration_ms, cfg.max_stalled_count) == (1, 30_000, 1)
+        assert not cfg.config_verified
+    assert all(q.config_verified for n, q in TWENTY_QUEUES.items() if n not in NEWER_QUEUES)
+
+
+def test_twenty_queue_table_has_the_18_queues_of_1_14_with_their_settings() -> None:
     expected = {
         "task-assigned-queue": (4, 1), "messaging-queue": (2, 1), "webhook-queue": (2, 1),
         "cron-queue": (7, 1), "email-queue": (1, 1), "calendar-queue": (4, 1),
@@ -35,7 +49,7 @@ def test_twenty_queue_table_has_the_18_current_queues_with_their_settings() -> N
         "workflow-queue": (2, 1), "delayed-jobs-queue": (3, 1), "delete-cascade-queue": (6, 1),
         "logic-function-queue": (4, 10), "trigger-queue": (5, 1), "ai-queue": (5, 1), "ai-stream-queue": (2, 20),
     }
-    assert {n: (q.priority, q.concurrency) for n, q in TWENTY_QUEUES.items()} == expected
+    assert {n: (q.priority, q.concurrency) for n, q in TWENTY_QUEUES.items() if n in expected} == expected
     for name, q in TWENTY_QUEUES.items():
         if name == "ai-stream-queue":
             assert (q.lock_duration_ms, q.max_stalled_count, q.bounded_shutdown_drain) == (600_000, 0, True)
@@ -95,6 +109,18 @@ def test_dedupe_matches_exact_ids_and_uuid_or_bulk_suffixed_prefixes() -> None:
     assert not is_already_waiting([f"sync-ws12-{u}"], "sync-ws1")
     assert not is_already_waiting(["42", "43"], "sync-ws1")
     assert queue_job_id_prefix(f"abc-{u}") == "abc"
+
+
+def test_dedupe_prefix_strips_only_a_uuid_shaped_suffix() -> None:
+    """Current Twenty: an id without a UUID suffix is its own prefix (1.14 cut 37 characters
+    whatever they were, so two distinct long ids could collide)."""
+    long_id = "workspace-sync-" + "x" * 40
+    assert queue_job_id_prefix(long_id) == long_id
+    assert not is_already_waiting([long_id], long_id[:-37])
+    u = "8E2C1F0A-3B4D-4C5E-9F6A-7B8C9D0E1F2A"
+    assert queue_job_id_prefix(f"abc-{u}") == "abc"
+    assert queue_job_id_prefix(f"abc-{u}-12") == "abc"
+    assert queue_job_id_prefix(f"abc-{u}x") == f"abc-{u}x"
 
 
 def test_cron_scheduler_id_is_job_name_or_name_dot_id() -> None:

@@ -1,6 +1,7 @@
 """The worker's hot path is exact: the moveToFinished arguments are the port's byte for byte, a
-job built from its hash equals the port's `Job.fromJSON`, the pipelined command connection
-matches replies to commands, and concurrency slots neither lose jobs nor spin on an idle queue."""
+job built from its hash equals the port's `Job.fromJSON`, and concurrency slots neither lose jobs
+nor spin on an idle queue. The pipelined command connection has tests of its own
+(test_pipelined_connection.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ from bullmq import Job
 from bullmq.scripts import Scripts
 
 import twenty_jobs
-from twenty_jobs.connection.client import PipelinedRedis, make_client
 from twenty_jobs.runtime.producer import Producer
 from twenty_jobs.runtime.registry import Registry
 from twenty_jobs.runtime.worker import QueueWorker, WorkerConfig, _InContext
@@ -120,25 +120,6 @@ def test_completed_args_are_the_ports_moveToCompletedArgs(
     assert built == expected
 
 
-async def test_pipelined_client_matches_replies_to_concurrent_commands(prefix: str) -> None:
-    client = make_client(REDIS_URL, what="test", retry_forever=True, pipelined=True)
-    assert isinstance(client, PipelinedRedis)
-    try:
-        await asyncio.gather(*(client.hset(f"{prefix}:h{i}", mapping={"i": str(i), "x": "y"}) for i in range(200)))
-        got = await asyncio.gather(*(client.hgetall(f"{prefix}:h{i}") for i in range(200)))
-        assert got == [{"i": str(i), "x": "y"} for i in range(200)]
-        # A cancelled caller does not shift the replies of the others.
-        slow = asyncio.ensure_future(client.get(f"{prefix}:h-missing"))
-        slow.cancel()
-        assert await client.hget(f"{prefix}:h7", "i") == "7"
-        assert (await client.info("server"))["redis_version"]
-        with pytest.raises(aioredis.ResponseError):
-            await client.execute_command("NO-SUCH-COMMAND")
-        assert await client.ping() is True
-    finally:
-        await client.aclose()
-
-
 async def test_concurrency_slots_drain_everything_and_an_idle_worker_does_not_spin(
     producer: Producer, registry: Registry, start_worker: Any, redis: aioredis.Redis, prefix: str
 ) -> None:
@@ -158,7 +139,7 @@ async def test_concurrency_slots_drain_everything_and_an_idle_worker_does_not_sp
     worker = await start_worker([Q], concurrency=10)
     qw = worker.worker.workers[0]
     calls = 0
-    original = qw.client.call_script
+    original = qw.commands.run_script
     original_exec = qw.client.execute_command
 
     async def counting_script(*a: Any, **kw: Any) -> Any:
@@ -171,7 +152,7 @@ async def test_concurrency_slots_drain_everything_and_an_idle_worker_does_not_sp
         calls += a[0] == "EVALSHA"
         return await original_exec(*a, **kw)
 
-    qw.client.call_script = counting_script
+    qw.commands.run_script = counting_script  # type: ignore[method-assign]
     qw.client.execute_command = counting_exec
     await producer.add_bulk(Q, "N", [{"i": i} for i in range(300)])
     await wait_until(lambda: len(seen) == 300, timeout=20)

@@ -17,6 +17,11 @@ class RedisUnavailableError(TwentyJobsError):
     """Redis could not be reached."""
 
 
+class RedisRefusedError(RedisUnavailableError):
+    """Redis answered but refused the connection (credentials, TLS certificate): the fix is in the
+    settings, not in starting a Redis."""
+
+
 class PermanentJobError(UnrecoverableError):  # type: ignore[misc]
     """Fail the job now, with no further attempts (bad data, a 4xx answer, an unknown job name)."""
 
@@ -31,3 +36,12 @@ class RetryJob(TwentyJobsError):
     def __init__(self, message: str, *, delay_ms: int | None = None) -> None:
         super().__init__(message)
         self.delay_ms = delay_ms
+
+
+class HandOffJob(PermanentJobError):
+    """This worker cannot run this job as Twenty would (a feature the port cannot decide).
+
+    With `--unknown-jobs leave` the job goes back to its queue for another consumer (Twenty's Node
+    worker) without using an attempt, as a job name with no handler does; otherwise it fails with
+    this message, which names the feature.
+    """

@@ -18,6 +18,7 @@ from twenty_jobs.connection.target import RedisTarget
 from twenty_jobs.errors import ConfigError
 from twenty_jobs.redaction import redacted_url as redacted_url
 from twenty_jobs.wire.keys import DEFAULT_PREFIX
+from twenty_jobs.wire.names import prefix_problem
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379"
 PREFIX_LABEL = f"--prefix/{PREFIX_VAR}"
@@ -32,20 +33,6 @@ def parse_queue_list(value: object) -> list[str]:
     if isinstance(value, list | tuple):
         return [str(v).strip() for v in value if str(v).strip()]
     raise ValueError(f"expected a comma-separated list of queue names, got {value!r}")
-
-
-def validate_prefix(prefix: str) -> str:
-    """A BullMQ key prefix twenty-jobs can serve: printable ASCII without spaces. The worker's
-    connection name is `<prefix>:<base64(queue)>` (how Node's getWorkers() finds workers), and
-    Redis refuses a CLIENT SETNAME with a space or a character outside '!'..'~'."""
-    if not prefix:
-        raise ValueError("the key prefix is empty")
-    if not all("!" <= char <= "~" for char in prefix):
-        raise ValueError(
-            f"the key prefix {prefix!r} has a space, a control or a non-ASCII character; Redis refuses those "
-            "in the worker's connection name (CLIENT SETNAME), so use printable ASCII such as 'bull' or '{bull}'"
-        )
-    return prefix
 
 
 class Settings(BaseSettings):
@@ -92,7 +79,10 @@ class Settings(BaseSettings):
     @field_validator("prefix")
     @classmethod
     def _check_prefix(cls, value: str) -> str:
-        return validate_prefix(value)
+        problem = prefix_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
     def redis_variables(self) -> dict[str, str]:
         """The Redis variables that are set, by name, with their values."""
@@ -143,9 +133,8 @@ def load_settings(*, redis_url_option: str | None = None, **overrides: object) -
         field = ".".join(str(p) for p in first["loc"]) or "settings"
         info = Settings.model_fields.get(field)
         field = info.alias if info is not None and info.alias else field
-        label = PREFIX_LABEL if field == PREFIX_VAR else field
         msg = first["msg"].removeprefix("Value error, ")
-        raise ConfigError(f"invalid setting {label}: {msg}") from None
+        raise ConfigError(f"invalid setting {field}: {msg}") from None
     settings.use_redis_url_option(redis_url_option)
     settings.redis_choice()  # every Redis setting is checked now, not at first use
     return settings

@@ -4,6 +4,10 @@
 // Twenty's worker runs a queue, with a no-op processor, until it has completed --jobs jobs.
 //
 //   node node_fixture/bin/bench-worker.js --queue Q --jobs N --concurrency C [--mode drain|latency]
+//        [--cpu-ms MS]
+//
+// With --cpu-ms, every job busy-loops until the process has used MS more milliseconds of CPU
+// (process.cpuUsage), the Node side of the CPU-bound scenario; without it the processor is a no-op.
 //
 // Environment: REDIS_URL, TJ_PREFIX (key prefix), TWENTY_JOBS_NODE_BULLMQ (build, see lib/bullmq.js).
 //
@@ -31,6 +35,22 @@ function cpuMs(usage) {
   return (usage.user + usage.system) / 1000;
 }
 
+// Busy-loop on CPU time, not wall time: a preempted loop still burns the full amount.
+function spin(ms) {
+  const start = process.cpuUsage();
+  while (cpuMs(process.cpuUsage(start)) < ms) {
+    // burn
+  }
+}
+
+function positiveNumber(opts, key) {
+  const value = opts[key];
+  if (value === undefined) return 0;
+  const n = Number(value);
+  if (value === true || !(n > 0)) throw new Error(`--${key} needs a positive number, got '${value}'`);
+  return n;
+}
+
 async function main() {
   const { opts } = parseArgs(['bench', ...process.argv.slice(2)]);
   const queueName = required(opts, 'queue');
@@ -38,6 +58,7 @@ async function main() {
   const mode = opts.mode || 'drain';
   const config = twenty.queueConfig(queueName);
   const concurrency = int(opts, 'concurrency', config.concurrency);
+  const busyMs = positiveNumber(opts, 'cpu-ms');
 
   // Twenty's queue client: one ioredis with maxRetriesPerRequest null (redis-client.service.ts);
   // bullmq duplicates it for the worker's blocking connection.
@@ -60,6 +81,7 @@ async function main() {
     if (latencies !== null) {
       latencies.push(performance.timeOrigin + performance.now() - job.data.ts);
     }
+    if (busyMs > 0) spin(busyMs);
   };
 
   // MESSAGE_QUEUE_WORKER_CONFIG values plus the metrics option Twenty's BullMQ driver sets.

@@ -19,7 +19,7 @@ See docs/connections.md ("Connection settings").
 from __future__ import annotations
 
 import asyncio
-import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 from urllib.parse import quote, urlencode
@@ -203,43 +203,43 @@ class RedisTarget:
         client.auto_close_connection_pool = True
         return client
 
-    # -- raw connections -----------------------------------------------------------------------
+    # -- the pipelined connection's opener ----------------------------------------------------
 
-    async def open_connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        """A fresh stream to the server (TCP with keepalive, TLS, or unix socket), for the
-        pipelined command connection, which does the handshake itself (AUTH with `username`/
-        `password`, SELECT `db`, CLIENT SETNAME).
+    async def open_transport(
+        self, protocol_factory: Callable[[], asyncio.Protocol]
+    ) -> tuple[asyncio.BaseTransport, asyncio.BaseProtocol]:
+        """Open a fresh connection running `protocol_factory()`: TCP, TLS with this target's
+        options (the same checks as redis-py's), or the unix socket, within the connect timeout.
+        This is the *opener* of the worker's pipelined connection (connection/pipelined.py),
+        which does the handshake itself (AUTH, SELECT, CLIENT SETNAME) and sets TCP keepalive.
 
         sentinel: asks the sentinels for the current master on every call, so a reconnect after
-        a failover reaches the new master (and a switch is logged once per process). cluster:
-        asks the seed nodes which node serves the slot of `{cluster_tag}` on every call.
-        Raises OSError (ConnectionError, TimeoutError, ssl.SSLError) when no connection can be made.
+        a failover reaches the new master (and the switch is logged once per process). cluster:
+        asks the seed nodes which node serves the slot of `{cluster_tag}` on every call; a MOVED
+        reply on the connection is the caller's to handle (by reconnecting).
+        Raises OSError (ConnectionRefusedError, TimeoutError, ssl.SSLError) or a redis-py
+        ConnectionError (no master, no cluster node) when no connection can be made.
         """
+        loop = asyncio.get_running_loop()
         if self.kind == "unix":
             assert self.socket_path is not None
-            return await asyncio.wait_for(asyncio.open_unix_connection(self.socket_path), self.connect_timeout_s)
+            return await asyncio.wait_for(
+                loop.create_unix_connection(protocol_factory, self.socket_path), self.connect_timeout_s
+            )
         if self.kind == "sentinel":
             node = await sentinel.current_master(self)
         elif self.kind == "cluster":
             node = await self.slot_owner()
         else:
             node = self.nodes[0]
-        return await self.open_tcp(node)
-
-    async def open_tcp(self, node: Endpoint) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        """A TCP (or TLS, with this target's options) stream to `node`, keepalive on."""
         ssl_context = self.tls.context() if self.tls is not None else None
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(
-                node.host, node.port, ssl=ssl_context, server_hostname=node.host if ssl_context else None
+        return await asyncio.wait_for(
+            loop.create_connection(
+                protocol_factory, node.host, node.port, ssl=ssl_context,
+                server_hostname=node.host if ssl_context is not None else None,
             ),
             self.connect_timeout_s,
         )
-        sock = writer.get_extra_info("socket")
-        if sock is not None:
-            # A dead peer (a host gone without a FIN) is noticed instead of waited on forever.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        return reader, writer
 
     async def slot_owner(self) -> Endpoint:
         """The cluster node that serves the slot of this target's hash tag (cluster only)."""

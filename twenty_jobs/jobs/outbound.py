@@ -4,15 +4,20 @@ Twenty's `SecureHttpClientService` (secure-http-client.service.ts) refuses, when
 `OUTBOUND_HTTP_SAFE_MODE_ENABLED` is true (the default), any request whose host resolves to a
 private or internal address (utils/is-private-ip.util.ts), and pins the connection to the address
 it checked so a second DNS answer cannot swap it (get-secure-axios-adapter.util.ts). Hosts listed
-in `OUTBOUND_HTTP_ALLOWED_INTERNAL_HOSTS` (or `*`) may reach private addresses but never
-link-local ones, where cloud metadata services live (get-is-blocked-ip.util.ts).
+in `OUTBOUND_HTTP_ALLOWED_INTERNAL_HOSTS` may reach private addresses but never link-local ones,
+where cloud metadata services live (get-is-blocked-ip.util.ts). Current Twenty
+(docs/webhook-email.md, "Outbound rules"): an entry may be a host, `host:port` or a URL and is
+matched on the host name alone; a `*` entry, like the deprecated
+`OUTBOUND_HTTP_SAFE_MODE_ENABLED=false`, turns the guard off; bodies are capped at 50 MiB and
+redirects at 5.
 
 Here, in safe mode:
 * every address the name resolves to must be public (Twenty checks the first answer only), and the
   connection goes to that checked address (TLS still verifies the original host name via SNI);
 * "internal" is anything Python's `ipaddress` does not call global (a superset of Twenty's list:
-  it adds CGNAT 100.64/10, multicast, reserved and documentation ranges), IPv4 embedded in IPv6
-  (::ffff:a.b.c.d, 6to4, NAT64) is judged as the IPv4 address;
+  it adds CGNAT 100.64/10, multicast, reserved and documentation ranges); every IPv6 form that
+  embeds an IPv4 address (IPv4-mapped, IPv4-compatible, IPv4-translated, 6to4, NAT64 well-known
+  and local-use) is judged as that IPv4 address;
 * redirects are followed here, at most MAX_REDIRECTS, and every hop is checked the same way.
 """
 
@@ -26,6 +31,7 @@ import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 import httpx
 from pydantic import Field, field_validator
@@ -35,8 +41,16 @@ from twenty_jobs.settings import parse_queue_list
 
 MAX_REDIRECTS = 5
 ALLOW_ALL_INTERNAL_HOSTS = "*"
+# Twenty's maxBodyLength / maxContentLength for outbound requests.
+MAX_BODY_BYTES = 50 * 1024 * 1024
 
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# RFC 8215 local-use NAT64 prefix; with a /48 prefix, RFC 6052 puts the IPv4 address in bits 48-63
+# and 72-87 (bits 64-71 are the reserved "u" octet).
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
+# IPv4-compatible (deprecated, ::a.b.c.d) and IPv4-translated (RFC 2765, ::ffff:0:a.b.c.d) forms.
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+_IPV4_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")
 _LINK_LOCAL = (ipaddress.ip_network("169.254.0.0/16"), ipaddress.ip_network("fe80::/10"))
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -54,8 +68,27 @@ class OutboundSettings(BaseSettings):
     @field_validator("allowed_internal_hosts", mode="before")
     @classmethod
     def _split(cls, value: object) -> list[str]:
-        # Twenty's ARRAY config type: comma-separated, blanks dropped; hosts compared lowercased.
-        return [h.lower() for h in parse_queue_list(value)]
+        # Twenty's ARRAY config type: comma-separated, blanks dropped; each entry reduced to its
+        # host name, as normalizeAllowedInternalHost does.
+        return [allowed_host_name(entry) for entry in parse_queue_list(value)]
+
+    @property
+    def guard_enabled(self) -> bool:
+        """False when safe mode is off or `*` is allowed: Twenty then checks no address."""
+        return self.safe_mode and ALLOW_ALL_INTERNAL_HOSTS not in self.allowed_internal_hosts
+
+
+def allowed_host_name(entry: str) -> str:
+    """The host name of an allow-list entry: `host`, `host:port`, `[v6]:port` or a URL."""
+    entry = entry.strip()
+    if entry == ALLOW_ALL_INTERNAL_HOSTS:
+        return entry
+    candidate = entry if "://" in entry else f"http://{entry}"
+    try:
+        host = urlsplit(candidate).hostname
+    except ValueError:
+        host = None
+    return (host or entry).lower().rstrip(".")
 
 
 class OutboundBlocked(Exception):
@@ -71,12 +104,17 @@ class ResolutionFailed(Exception):
 
 
 def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    value = int(ip)
     if ip.ipv4_mapped is not None:
         return ip.ipv4_mapped
     if ip.sixtofour is not None:
         return ip.sixtofour
-    if ip in _NAT64:
-        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    if ip in _NAT64 or ip in _IPV4_COMPATIBLE or ip in _IPV4_TRANSLATED:
+        return ipaddress.IPv4Address(value & 0xFFFFFFFF)
+    if ip in _NAT64_LOCAL:
+        high = (value >> 64) & 0xFFFF  # bits 48-63
+        low = (value >> 40) & 0xFFFF  # bits 72-87
+        return ipaddress.IPv4Address((high << 16) | low)
     return None
 
 
@@ -104,8 +142,9 @@ def is_internal(address: str | IPAddress) -> bool:
 
 def is_blocked(address: str, host: str, settings: OutboundSettings) -> bool:
     """Twenty's rule: allowlisted hosts are only kept off link-local; others off every internal address."""
-    allowed = settings.allowed_internal_hosts
-    if ALLOW_ALL_INTERNAL_HOSTS in allowed or host.lower() in allowed:
+    if not settings.guard_enabled:
+        return False
+    if host.lower().rstrip(".") in settings.allowed_internal_hosts:
         return is_link_local(address)
     return is_internal(address)
 
@@ -158,7 +197,7 @@ def new_client(timeout_s: float, settings: OutboundSettings) -> httpx.AsyncClien
     is keyed by address, so a later request for another host name on the same address would
     reuse a TLS session verified for the first name.
     """
-    keepalive = 0 if settings.safe_mode else 20
+    keepalive = 0 if settings.guard_enabled else 20
     return httpx.AsyncClient(
         timeout=httpx.Timeout(timeout_s),
         follow_redirects=False,
@@ -190,6 +229,8 @@ async def send(
 
     Raises OutboundBlocked, InvalidTarget, ResolutionFailed or httpx.HTTPError.
     """
+    if len(body) > MAX_BODY_BYTES:
+        raise InvalidTarget(f"request body of {len(body)} bytes is over Twenty's 50 MiB cap")
     method: Method = "POST"
     content: bytes | None = body
     hop_headers = dict(headers)
@@ -247,7 +288,7 @@ async def _send_one(
     headers: dict[str, str],
     settings: OutboundSettings,
 ) -> httpx.Response:
-    if not settings.safe_mode:
+    if not settings.guard_enabled:
         request = client.build_request(method, url, content=content, headers=headers)
         return await client.send(request, stream=True)
     port = url.port or (443 if url.scheme == "https" else 80)

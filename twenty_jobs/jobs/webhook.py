@@ -1,6 +1,6 @@
 """Twenty's `webhook-queue`, in Python: CallWebhookJobsJob and CallWebhookJob.
 
-What Twenty does (twenty-wire.md §9.1-9.2; call-webhook-jobs.job.ts @ 058aa939,
+What Twenty does (docs/webhook-email.md; call-webhook-jobs.job.ts,
 transform-event-batch-to-webhook-events.ts @ 0386428f, call-webhook.job.ts):
 * `CallWebhookJobsJob` gets an event batch `{name: "<object>.<operation>", workspaceId,
   objectMetadata, events}`, finds the workspace's webhooks subscribed to `obj.op`, `*.op`,
@@ -20,8 +20,9 @@ Where this port differs, on purpose (see docs/webhook-email.md):
   for that payload: logged and counted as failed, not retried. A job whose payloads are all
   delivered or finally refused completes; its return value describes the attempt that completed
   it, and every attempt's failures are appended to the job's log list.
-* Twenty's newest version gates payloads behind the record-sharing feature flag
-  (IS_RECORD_SHARING_ENABLED); this port does not.
+* Current Twenty gates each batch (record access, webhook rate limit); the port delivers a batch
+  only where it can show the gate admits all of it, and hands it back otherwise
+  (jobs/webhook_gate.py).
 """
 
 from __future__ import annotations
@@ -53,10 +54,11 @@ from pydantic.alias_generators import to_camel
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 import twenty_jobs
-from twenty_jobs.errors import PermanentJobError, RetryJob
+from twenty_jobs.errors import HandOffJob, PermanentJobError, RetryJob
 from twenty_jobs.jobs import db
 from twenty_jobs.jobs import outbound as _outbound
 from twenty_jobs.jobs.config import load
+from twenty_jobs.jobs.webhook_gate import webhook_gate
 from twenty_jobs.runtime.context import JobContext
 from twenty_jobs.settings import redacted_url
 from twenty_jobs.twenty import jsonjs
@@ -185,12 +187,21 @@ class CallWebhookJobItems(RootModel[list[CallWebhookJobData]]):
 # -- CallWebhookJobsJob --------------------------------------------------------------------------
 
 
+# Events that only exact subscriptions receive, never `*.op`, `obj.*` or `*.*`
+# (compute-webhook-operations-to-match.util.ts, docs/webhook-email.md).
+WILDCARD_EXCLUDED_EVENT_NAMES = frozenset({"workflowRun.updated"})
+
+
 def operations_to_match(event_name: str) -> list[str]:
-    """`obj.op`, `*.op`, `obj.*`, `*.*` for the batch name `obj.op` (JS split semantics)."""
+    """`obj.op`, `*.op`, `obj.*`, `*.*` for the batch name `obj.op` (JS split semantics); only
+    `obj.op` for the events excluded from wildcards."""
     parts = event_name.split(".")
     name_singular = parts[0]
     operation = parts[1] if len(parts) > 1 else "undefined"  # `${undefined}` in a JS template
-    return [f"{name_singular}.{operation}", f"*.{operation}", f"{name_singular}.*", "*.*"]
+    exact = f"{name_singular}.{operation}"
+    if exact in WILDCARD_EXCLUDED_EVENT_NAMES:
+        return [exact]
+    return [exact, f"*.{operation}", f"{name_singular}.*", "*.*"]
 
 
 def js_iso_now() -> str:
@@ -300,7 +311,23 @@ async def call_webhook_jobs(batch: WorkspaceEventBatch, ctx: JobContext) -> dict
     webhooks = await _matching_webhooks(ctx, batch.workspace_id, operations_to_match(batch.name))
     if not webhooks:
         return {"webhooks": 0, "payloads": 0, "jobs": []}
+    await _check_gate(ctx, batch)
     return await _enqueue_calls(ctx, batch.name, len(webhooks), build_payloads(batch, webhooks))
+
+
+async def _check_gate(ctx: JobContext, batch: WorkspaceEventBatch) -> None:
+    """Hand the batch back when current Twenty's record access gate or webhook rate limit could
+    withhold any of its records (jobs/webhook_gate.py)."""
+    try:
+        verdict = await webhook_gate(batch.workspace_id, batch.object_metadata.id)
+    except db.DatabaseError as exc:
+        raise RetryJob(str(exc), delay_ms=backoff_ms(load(WebhookSettings), ctx.attempt)) from None
+    if not verdict.deliverable:
+        raise HandOffJob(
+            f"{batch.name} batch for workspace {batch.workspace_id} not delivered by the Python port: "
+            f"{verdict.reason}; Twenty's Node worker must deliver it (run twenty-jobs with "
+            "--unknown-jobs leave beside it)"
+        )
 
 
 @twenty_jobs.job(queue=QUEUE, name="CallWebhookJobsForMetadataJob")

@@ -80,7 +80,9 @@ async def count_failed(client: aioredis.Redis, prefix: str, queue: str) -> int:
 
 async def list_failed(client: aioredis.Redis, prefix: str, queue: str, limit: int = 20) -> list[FailedJob]:
     """The `limit` most recently failed jobs, newest first."""
-    entries = await client.zrevrange(queue_key(prefix, queue, "failed"), 0, max(0, limit - 1), withscores=True)
+    # (job id, score) pairs; list[Any] as redis-py 8's stubs type every form of the reply.
+    entries: list[Any] = await client.zrevrange(queue_key(prefix, queue, "failed"), 0, max(0, limit - 1),
+                                                withscores=True)
     if not entries:
         return []
     pipe = client.pipeline(transaction=False)
@@ -117,7 +119,8 @@ async def refuse_if_paused(client: aioredis.Redis, prefix: str, queue: str) -> N
     if await client.hexists(meta_key(prefix, queue), "paused"):  # type: ignore[misc]
         raise ConfigError(
             f"queue '{queue}' is paused: retried jobs could be lost when Node bullmq 5 resumes it. "
-            "Resume the queue from Twenty/Node first, then retry."
+            f"Resume it first (`twenty-jobs resume {queue}`, or from Twenty/Node when Node bullmq < 6 "
+            "shares the queue), then retry."
         )
 
 

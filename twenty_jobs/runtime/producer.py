@@ -24,7 +24,7 @@ from twenty_jobs.twenty.options import (
     cron_template_opts,
     is_already_waiting,
 )
-from twenty_jobs.twenty.queues import KNOWN_QUEUES, unknown_queue_message
+from twenty_jobs.twenty.queues import check_queue_name
 from twenty_jobs.wire.keys import DEFAULT_PREFIX
 
 
@@ -88,9 +88,12 @@ class Producer:
         return q
 
     def check_queue(self, name: str) -> None:
-        if self.allow_any_queue or name in KNOWN_QUEUES or name in self.registry.queues():
-            return
-        raise ConfigError(unknown_queue_message(name))
+        check_queue_name(
+            name,
+            accepted=self.registry.queues(),
+            allow_custom=self.allow_any_queue,
+            how_to_allow="declare a handler for it or create the Producer with allow_any_queue=True",
+        )
 
     async def waiting_job_ids(self, queue: str) -> list[str]:
         """Ids of the queue's waiting and prioritized jobs (what Twenty's dedupe looks at)."""

@@ -11,7 +11,7 @@ Fixes over the bare port, each tied to a measured trap (baseline.md, bullmq-pyth
 * `moveToFinished` fetches the next job (1 round trip per job instead of 2, F3);
 * one long-lived task per concurrency slot, and one slot blocking on the marker for all the idle
   ones, instead of a task per job and a burst of empty `moveToActive` calls per wake-up (F4);
-* concurrent slots pipeline their commands on one socket (connection.PipelinedRedis) instead of
+* concurrent slots pipeline their commands on one socket (connection.PipelinedConnection) instead of
   taking turns on it; job options are parsed once per distinct opts string and the
   moveToFinished arguments are built with the per-queue parts cached (wire/finish.py). `make
   bench` (benchmarks/) measures all this against Twenty's Node worker;
@@ -48,7 +48,7 @@ from bullmq.redis_connection import RedisConnection
 from bullmq.timer import Timer
 from pydantic import BaseModel
 
-from twenty_jobs.connection.client import make_client, ping_or_raise
+from twenty_jobs.connection.client import make_client, make_command_connection, ping_or_raise
 from twenty_jobs.errors import ConfigError, PermanentJobError, RetryJob
 from twenty_jobs.runtime.context import JobContext, workspace_id_of
 from twenty_jobs.runtime.hooks import run_shutdown_hooks
@@ -64,6 +64,7 @@ from twenty_jobs.wire.keys import (
     queue_key,
     worker_client_name,
 )
+from twenty_jobs.wire.lua import script
 
 log = logging.getLogger("twenty_jobs.runtime.worker")
 job_log = logging.getLogger("twenty_jobs.job")
@@ -209,7 +210,9 @@ class QueueWorker(Worker):  # type: ignore[misc]
         super().__init__(queue.name, self._route, opts)
         # Replace the port's connections with ours: socket_timeout=None, logged infinite
         # reconnects, and the blocking connection named the way Node names it.
-        main = make_client(config.redis_url, what=f"{queue.name} commands", retry_forever=True, pipelined=True)
+        main = make_client(config.redis_url, what=f"{queue.name} commands", retry_forever=True)
+        # The hot path's moveToFinished runs on a pipelined connection of its own (processJob).
+        self.commands = make_command_connection(config.redis_url, what=f"{queue.name} hot path")
         blocking = make_client(
             config.redis_url,
             what=f"{queue.name} blocking wait",
@@ -233,7 +236,7 @@ class QueueWorker(Worker):  # type: ignore[misc]
         self._token_postfix = 0
         # Hot path: the port's moveToFinished script and its arguments with the per-queue parts
         # computed once; parsed job options per distinct opts string.
-        self._move_to_finished = self.scripts.commands["moveToFinished"]
+        self._move_to_finished = script("moveToFinished")
         self._completed_args = CompletedArgs(self.scripts.keys, self.scripts.toKey("metrics:completed"), self.opts)
         self._opts_cache: dict[str, tuple[dict[str, Any], Any]] = {}
 
@@ -349,7 +352,10 @@ class QueueWorker(Worker):  # type: ignore[misc]
     async def close(self, force: bool = False) -> Any:  # Any: the port's close is untyped
         # Parked slots re-check `closing` (set by the port's close before its first await).
         asyncio.get_running_loop().call_soon(self._wake_all)
-        await super().close(force)
+        try:
+            await super().close(force)
+        finally:
+            await self.commands.aclose()
 
     async def pause(self, do_not_wait_active: bool = False) -> None:
         asyncio.get_running_loop().call_soon(self._wake_all)
@@ -521,7 +527,7 @@ class QueueWorker(Worker):  # type: ignore[misc]
                 keys, args = self._completed_args.build(
                     job, result, job.opts.get("removeOnComplete", False), token, fetch_next
                 )
-                raw = await self.client.call_script(self._move_to_finished, keys, args)
+                raw = await self.commands.run_script(self._move_to_finished, keys, args, idempotent=False)
                 if type(raw) is int and raw < 0:
                     raise self.scripts.finishedErrors(
                         {"code": raw, "jobId": job.id, "command": "moveToFinished", "state": "active"}

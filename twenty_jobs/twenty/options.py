@@ -6,6 +6,7 @@ priority (the queue's by default), so Twenty's ordinary jobs live in BullMQ's `p
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -22,8 +23,12 @@ FAILED_MAX_COUNT = 1_000
 REMOVE_ON_COMPLETE: dict[str, int] = {"age": COMPLETED_MAX_AGE_S, "count": COMPLETED_MAX_COUNT}
 REMOVE_ON_FAIL: dict[str, int] = {"age": FAILED_MAX_AGE_S, "count": FAILED_MAX_COUNT}
 
-# `${id}-${uuidv4()}`: the suffix is "-" plus a 36-character uuid.
-UUID_SUFFIX_LENGTH = 37
+# `${id}-${uuidv4()}` (and `-<index>` after it for bulk adds): current Twenty strips only a suffix of
+# this shape, case-insensitively; an id without one is its own prefix (get-queue-job-id-prefix.util.ts,
+# docs/twenty-queues.md). Twenty around 1.14 cut the last 37 characters, whatever they were.
+_UUID_SUFFIX = re.compile(
+    r"-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(?:-\d+)?$", re.IGNORECASE
+)
 
 # BullMQ's largest priority (2^21).
 MAX_PRIORITY = 2_097_152
@@ -115,28 +120,15 @@ def cron_scheduler_id(job_name: str, job_id: str | None = None) -> str:
 
 
 def queue_job_id_prefix(job_id: str) -> str:
-    """A stored job id minus Twenty's `-<uuid>` suffix (get-queue-job-id-prefix.util.ts)."""
-    return job_id[:-UUID_SUFFIX_LENGTH] if len(job_id) > UUID_SUFFIX_LENGTH else job_id
-
-
-def bulk_job_id_prefix(job_id: str) -> str:
-    """Older bulk ids are `<id>-<uuid>-<index>`: drop the index, then the uuid."""
-    head, sep, tail = job_id.rpartition("-")
-    if sep and tail.isdigit():
-        return queue_job_id_prefix(head)
-    return queue_job_id_prefix(job_id)
+    """A stored job id minus Twenty's `-<uuid>` or `-<uuid>-<index>` suffix; an id without such a
+    suffix is kept whole (get-queue-job-id-prefix.util.ts)."""
+    return _UUID_SUFFIX.sub("", job_id, count=1)
 
 
 def is_already_waiting(waiting_job_ids: Iterable[str], job_id: str) -> bool:
-    """Twenty's dedupe rule (is-queue-job-id-already-waiting.util.ts @ d39322c3): a waiting or
-    prioritized job whose id equals `job_id`, or whose id minus the uuid (and bulk index) suffix
-    equals it."""
-    for existing in waiting_job_ids:
-        if existing == job_id:
-            return True
-        if queue_job_id_prefix(existing) == job_id or bulk_job_id_prefix(existing) == job_id:
-            return True
-    return False
+    """Twenty's dedupe rule (is-queue-job-id-already-waiting.util.ts): a waiting or prioritized job
+    whose id equals `job_id`, or whose id minus the UUID suffix equals it."""
+    return any(existing == job_id or queue_job_id_prefix(existing) == job_id for existing in waiting_job_ids)
 
 
 # The states Twenty's dedupe reads (newest driver: waiting + prioritized).

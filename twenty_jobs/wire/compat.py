@@ -169,7 +169,8 @@ def is_legacy_repeatable(member: str, fields: dict[str, str]) -> bool:
 
 async def find_legacy_repeatables(client: aioredis.Redis, prefix: str, queue: str) -> list[LegacyRepeatable]:
     """Every legacy repeatable job on `queue` (empty when it only has job schedulers)."""
-    entries: list[tuple[str | bytes, float]] = await client.zrange(
+    # withscores=True: (member, score) pairs (redis-py 8's stubs type every form of the reply).
+    entries: list[tuple[str | bytes, float]] = await client.zrange(  # type: ignore[assignment]
         queue_key(prefix, queue, "repeat"), 0, -1, withscores=True
     )
     if not entries:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +26,13 @@ from typing import Any
 MAX_SAFE_INT = 2**53 - 1
 # BullMQ's highest priority (Node's `Job.validateOptions`).
 MAX_PRIORITY = 2_097_152
+# Counters the Lua scripts HINCRBY (atm, ats, stc; Node 5.40's attemptsMade, stalledCounter): Redis
+# refuses anything but its own integer text there ("3.0", "+7", " 12", "007"), half-way through a
+# script, so such a value must fail the job before any script meets it (docs/fuzz.md).
+_REDIS_INTEGER = re.compile(r"0|[1-9][0-9]*")
+# Other numbers are read with Lua's tonumber and JavaScript's parseInt: ASCII number text, which
+# JavaScript may write as "3.0" or "1e+21" (no "1_000", " 12" or non-ASCII digits).
+_JS_NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?")
 # How many attempts a job may ask for. Node accepts any number, but beyond this the retry loop of
 # a job that always fails would run for longer than any Redis keeps its data.
 MAX_ATTEMPTS = 1_000_000
@@ -111,17 +119,18 @@ def parse_job_hash(job_id: str, fields: Mapping[str, str]) -> JobRecord:
         timestamp=reader.integer("timestamp") or 0,
         delay=reader.integer("delay") or 0,
         priority=reader.integer("priority") or 0,
-        # Node 5.40 wrote `attemptsMade`; BullMQ >= 5.x writes `atm` (docs/bullmq-wire.md).
-        attempts_made=reader.integer("atm") or reader.integer("attemptsMade") or 0,
-        attempts_started=reader.integer("ats") or 0,
-        stalled_counter=reader.integer("stc") or reader.integer("stalledCounter") or 0,
+        # Older BullMQ wrote `attemptsMade` and `stalledCounter`; the scripts the worker runs keep
+        # `atm` and `stc`, so those win whenever present, even at 0 (docs/bullmq-wire.md).
+        attempts_made=reader.counter("atm", "attemptsMade"),
+        attempts_started=reader.counter("ats"),
+        stalled_counter=reader.counter("stc", "stalledCounter"),
         processed_on=reader.integer("processedOn"),
         finished_on=reader.integer("finishedOn"),
         failed_reason=reader.text("failedReason"),
         deferred_failure=reader.text("defa"),
         repeat_job_key=reader.text("rjk"),
-        parent_key=reader.text("parentKey"),
         parent=_parse_parent(reader),
+        parent_key=reader.text("parentKey"),
         progress=reader.json_value("progress", default=0),
         returnvalue=reader.json_value("returnvalue", default=None, lenient=True),
         stacktrace=_parse_stacktrace(reader),
@@ -183,20 +192,35 @@ class _FieldReader:
         value = self.text(key)
         if value is None:
             return None
+        if not _JS_NUMBER.fullmatch(value):
+            raise self.fail(key, f"is not a number: {_preview(value)}")
         try:
             number = int(value)
         except ValueError:
             # JavaScript writes whole numbers beyond 2^53 or from arithmetic as "1e+21" / "3.0".
-            try:
-                as_float = float(value)
-            except ValueError:
-                raise self.fail(key, f"is not a number: {_preview(value)}") from None
+            as_float = float(value)
             if not math.isfinite(as_float) or not as_float.is_integer():
                 raise self.fail(key, f"is not a whole number: {_preview(value)}") from None
             number = int(as_float)
         if not 0 <= number <= MAX_SAFE_INT:
             raise self.fail(key, f"is out of range: {_preview(value)}")
         return number
+
+    def counter(self, key: str, legacy: str | None = None) -> int:
+        """A counter the scripts increment: `key`, else the older field `legacy`, else 0."""
+        for name in (key, legacy):
+            if name is None:
+                continue
+            value = self.text(name)
+            if value is None:
+                continue
+            if not _REDIS_INTEGER.fullmatch(value):
+                raise self.fail(name, f"is not a whole number as Redis writes counters: {_preview(value)}")
+            number = int(value)
+            if number > MAX_SAFE_INT:
+                raise self.fail(name, f"is out of range: {_preview(value)}")
+            return number
+        return 0
 
     def json_value(self, key: str, *, default: Any, lenient: bool = False) -> Any:
         value = self.text(key)
@@ -234,6 +258,13 @@ def _parse_opts(reader: _FieldReader, raw: Any) -> JobOptions:
     for key in ("delay", "priority"):
         if raw.get(key) is not None:
             _whole(reader, f"opts.{key}", raw[key], 0, MAX_PRIORITY if key == "priority" else MAX_SAFE_INT)
+    parent = raw.get("parent")
+    # Node writes {id, queue}; a reader builds the parent's key from both (the port's Job calls
+    # .get on it and fails on anything else).
+    if parent is not None and not (
+        isinstance(parent, dict) and isinstance(parent.get("id"), str) and isinstance(parent.get("queue"), str)
+    ):
+        raise reader.fail("opts.parent", "is not an object with string 'id' and 'queue'")
     return opts
 
 
@@ -276,6 +307,14 @@ def _parse_keep(reader: _FieldReader, key: str, raw: Any) -> bool | int | dict[s
 
 
 def _parse_parent(reader: _FieldReader) -> dict[str, Any] | None:
+    """`parent` and `parentKey` of a flow child, as the finishing Lua reads them (docs/fuzz.md):
+    `parent` is decoded with cjson, which refuses lone surrogates and deep nesting, so it must be
+    Node's flat `{id, queueKey, fpof?, ...}`; without it the parent's id is what follows the last
+    ':' of `parentKey`."""
+    parent_key = reader.text("parentKey")
+    head, colon, parent_id = parent_key.rpartition(":") if parent_key is not None else ("", "", "")
+    if parent_key is not None and not (head and colon and parent_id):
+        raise reader.fail("parentKey", f"is not '<queue key>:<parent id>': {_preview(parent_key)}")
     parent = reader.json_value("parent", default=None)
     if parent is None:
         return None
@@ -283,6 +322,9 @@ def _parse_parent(reader: _FieldReader) -> dict[str, Any] | None:
         parent.get("queueKey"), str
     ):
         raise reader.fail("parent", "is not an object with string 'id' and 'queueKey'")
+    for name, value in parent.items():
+        if not isinstance(value, str | bool | int | float) or (isinstance(value, str) and not _is_utf8(value)):
+            raise reader.fail("parent", f"member '{_printable(str(name))}' is not a flat string, number or boolean")
     return parent
 
 
@@ -320,8 +362,12 @@ def _is_utf8(value: str) -> bool:
 
 
 def _printable(value: str) -> str:
-    """A value safe to put in a message: invalid UTF-8 bytes shown as escapes."""
-    return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    """A value safe to put in a message: invalid UTF-8 bytes shown as escapes (`\\xff`)."""
+    try:
+        raw = value.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate that did not come from a byte
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")
 
 
 def _preview(value: str, limit: int = 40) -> str:

@@ -1,0 +1,1 @@
+"""One module per `make bench` scenario; each has `run(harness, settings) -> Result`."""

@@ -1,0 +1,1 @@
+"""Fuzz suite: broken job hashes, written as Node bullmq writes them, against a --burst worker (docs/fuzz.md)."""

@@ -232,8 +232,8 @@ def test_cluster_binds_the_prefix_hash_tag_and_refuses_a_prefix_without_one() ->
 @pytest.mark.parametrize(
     ("env", "variable"),
     [
-        ({"REDIS_PORT": "abc"}, "REDIS_HOST"),
-        ({"REDIS_PORT": "99999"}, "REDIS_HOST"),
+        ({"REDIS_PORT": "abc"}, "REDIS_PORT"),
+        ({"REDIS_PORT": "99999"}, "REDIS_PORT"),
         ({"REDIS_DB": "x"}, "REDIS_DB"),
         ({"REDIS_TLS": "maybe"}, "REDIS_TLS"),
         ({"REDIS_TLS": "1", "REDIS_TLS_VERIFY": "partial"}, "REDIS_TLS_VERIFY"),

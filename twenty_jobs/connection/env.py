@@ -128,9 +128,15 @@ def _from_variables(given: Mapping[str, str], kind: TargetKind) -> ParsedUrl:
         elif kind == "cluster":
             parsed.nodes = parse_endpoints(given[CLUSTER_LIST], default_port=DEFAULT_PORT, what=CLUSTER_LIST)
         else:
-            host = given.get("REDIS_HOST", DEFAULT_HOST).strip()
-            port = parse_port(given["REDIS_PORT"], what="REDIS_PORT") if "REDIS_PORT" in given else DEFAULT_PORT
-            parsed.nodes = (Endpoint(host, port),)
+            port = DEFAULT_PORT
+            if "REDIS_PORT" in given:
+                try:
+                    port = parse_port(given["REDIS_PORT"], what="the port")
+                except ValueError as exc:
+                    raise SettingError("REDIS_PORT", str(exc)) from None
+            parsed.nodes = (Endpoint(given.get("REDIS_HOST", DEFAULT_HOST).strip(), port),)
+    except SettingError:
+        raise
     except ValueError as exc:
         variable = {"sentinel": SENTINEL_LIST, "cluster": CLUSTER_LIST}.get(kind, "REDIS_HOST")
         raise SettingError(variable, str(exc).removeprefix(f"{variable}: ")) from None

@@ -2,8 +2,8 @@
 
 A target is built from a URL (connection/url.py) or from the REDIS_* environment variables
 (connection/env.py), and builds the connections: redis-py clients for everything that goes
-through redis-py (`redis_py_client`), and raw streams for the worker's pipelined command
-connection (`open_connection`). Its `redacted()` text is what messages show. The kinds:
+through redis-py (`redis_py_client`), and the sockets of the worker's pipelined command
+connection (`open_transport`, its opener). Its `redacted()` text is what messages show. The kinds:
 
 * `tcp`: one server by host and port, optionally TLS;
 * `unix`: one server on a unix socket;
@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 from urllib.parse import quote, urlencode
 
 import redis.asyncio as aioredis
@@ -34,7 +34,6 @@ from twenty_jobs.connection.tls import TlsOptions
 from twenty_jobs.redaction import redacted_url
 
 TargetKind = Literal["tcp", "unix", "sentinel", "cluster"]
-R = TypeVar("R", bound=aioredis.Redis)
 
 # How long a connect attempt (TCP, TLS handshake) may take before it counts as failed.
 DEFAULT_CONNECT_TIMEOUT_S = 5.0
@@ -165,9 +164,8 @@ class RedisTarget:
         client_name: str | None = None,
         decode_responses: bool = True,
         single_connection: bool = True,
-        redis_class: type[R] = aioredis.Redis,  # type: ignore[assignment]
-    ) -> R:
-        """A redis-py asyncio client of class `redis_class` for this target; connecting is lazy.
+    ) -> aioredis.Redis:
+        """A redis-py asyncio client for this target; connecting is lazy.
 
         tcp/unix: a plain client. sentinel: a client whose connections ask the sentinels for the
         master on every connect (redis-py's SentinelConnectionPool; a switch is logged). cluster:
@@ -181,9 +179,11 @@ class RedisTarget:
         pool: ConnectionPool
         if self.kind == "tcp":
             node = self.nodes[0]
-            return redis_class(host=node.host, port=node.port, single_connection_client=single_connection, **kwargs)
+            return aioredis.Redis(host=node.host, port=node.port, single_connection_client=single_connection, **kwargs)
         if self.kind == "unix":
-            return redis_class(unix_socket_path=self.socket_path, single_connection_client=single_connection, **kwargs)
+            return aioredis.Redis(
+                unix_socket_path=self.socket_path, single_connection_client=single_connection, **kwargs
+            )
         ssl = bool(kwargs.pop("ssl", False))
         if self.kind == "sentinel":
             pool = sentinel.master_pool(self, ssl=ssl, connection_kwargs=kwargs)
@@ -198,7 +198,7 @@ class RedisTarget:
                 port=self.nodes[0].port,
                 **kwargs,
             )
-        client = redis_class(connection_pool=pool, single_connection_client=single_connection)
+        client = aioredis.Redis(connection_pool=pool, single_connection_client=single_connection)
         # The client owns the pool it was given, so closing the client closes the pool.
         client.auto_close_connection_pool = True
         return client

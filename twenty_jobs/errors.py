@@ -19,6 +19,11 @@ class StartupError(TwentyJobsError):
     """A worker could not start (a startup hook failed); the message says which and why."""
 
 
+class RedisRefusedError(RedisUnavailableError):
+    """Redis answered but refused the connection (credentials, TLS certificate): the fix is in the
+    settings, not in starting a Redis."""
+
+
 class PermanentJobError(TwentyJobsError):
     """Fail the job now, with no further attempts (bad data, a 4xx answer, an unknown job name)."""
 

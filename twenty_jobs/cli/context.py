@@ -10,29 +10,29 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
 import redis.asyncio as aioredis
+import typer
 
 from twenty_jobs.cli.errors import fail
 from twenty_jobs.connection.client import make_client, ping_or_raise
 from twenty_jobs.errors import ConfigError
 from twenty_jobs.jobs import BUILTIN_JOB_MODULES
 from twenty_jobs.ops.snapshot import queue_exists
-from twenty_jobs.settings import Settings, load_settings, validate_redis_url
+from twenty_jobs.settings import Settings, load_settings
 from twenty_jobs.twenty.queues import check_queue_name
 from twenty_jobs.wire.names import prefix_problem
 
 
 def settings_from(redis_url: str | None, prefix: str | None) -> Settings:
-    """Settings from the environment, with `--redis-url` and `--prefix` taking precedence."""
+    """Settings from the environment, with `--redis-url` and `--prefix` taking precedence. Redis
+    settings that are set but not used are said on stderr, one warning line each."""
     if prefix is not None and (problem := prefix_problem(prefix)) is not None:
         fail(f"--prefix: {problem}")
     try:
-        if redis_url:
-            validate_redis_url(redis_url)
-        settings = load_settings(TWENTY_JOBS_PREFIX=prefix)
-    except (ConfigError, ValueError) as exc:
+        settings = load_settings(redis_url_option=redis_url, TWENTY_JOBS_PREFIX=prefix)
+    except ConfigError as exc:
         fail(str(exc))
-    if redis_url:
-        settings.redis_queue_url = redis_url
+    for sentence in settings.unused_settings:
+        typer.echo(f"twenty-jobs: warning: {sentence}", err=True)
     return settings
 
 

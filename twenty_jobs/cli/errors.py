@@ -16,7 +16,7 @@ import typer
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
-from twenty_jobs.errors import ConfigError, RedisUnavailableError, TwentyJobsError
+from twenty_jobs.errors import ConfigError, RedisRefusedError, RedisUnavailableError, TwentyJobsError
 from twenty_jobs.settings import Settings
 
 EXIT_RUNTIME = 1
@@ -47,7 +47,7 @@ def error_line(exc: BaseException, *, redis_url: str | None = None) -> tuple[str
         return (f"{where}: {first['msg']}" if where else first["msg"]), EXIT_USAGE
     if isinstance(exc, RedisUnavailableError):
         message = str(exc)
-        if redis_url is not None and is_loopback(redis_url):
+        if redis_url is not None and is_loopback(redis_url) and not isinstance(exc, RedisRefusedError):
             message = with_local_redis_hint(message)
         return message, EXIT_RUNTIME
     if isinstance(exc, TwentyJobsError):

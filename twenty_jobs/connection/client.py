@@ -16,27 +16,20 @@ The worker's command connection is not a redis-py client: `make_command_connecti
 from __future__ import annotations
 
 import logging
-import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
-from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import MasterNotFoundError
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import BusyLoadingError, ConnectionError, RedisError, TimeoutError
+from redis.exceptions import AuthenticationError, BusyLoadingError, ConnectionError, RedisError, TimeoutError
 
-from twenty_jobs.connection.pipelined import (
-    BACKOFF_BASE_S,
-    BACKOFF_CAP_S,
-    CONNECT_TIMEOUT_S,
-    Opener,
-    PipelinedConnection,
-    tcp_opener,
-    unix_opener,
-)
-from twenty_jobs.errors import RedisUnavailableError
-from twenty_jobs.settings import redacted_url
+from twenty_jobs.connection.pipelined import BACKOFF_BASE_S, BACKOFF_CAP_S, PipelinedConnection
+from twenty_jobs.connection.target import RedisTarget
+from twenty_jobs.connection.url import parse_redis_url
+from twenty_jobs.errors import RedisRefusedError, RedisUnavailableError
+from twenty_jobs.redaction import redacted_url, scrub, url_secrets
 
 log = logging.getLogger("twenty_jobs.redis")
 
@@ -87,8 +80,25 @@ class LoggedRetry(Retry):
         return result
 
 
+def as_target(target: RedisTarget | str) -> RedisTarget:
+    """`target` itself, or the target a URL describes (connection/url.py). What such a URL says
+    but twenty-jobs does not use is logged once per process; the settings report it for URLs
+    from the environment."""
+    if isinstance(target, RedisTarget):
+        return target
+    parsed = parse_redis_url(target)
+    for sentence in parsed.unused:
+        if sentence not in _reported_unused:
+            _reported_unused.add(sentence)
+            log.warning("%s", sentence)
+    return parsed.target()
+
+
+_reported_unused: set[str] = set()
+
+
 def make_client(
-    url: str,
+    target: RedisTarget | str,
     *,
     what: str,
     client_name: str | None = None,
@@ -96,71 +106,73 @@ def make_client(
     decode_responses: bool = True,
     single_connection: bool = True,
 ) -> aioredis.Redis:
-    """A redis.asyncio client for `url`.
+    """A redis.asyncio client for `target` (a RedisTarget, or a URL).
 
     `single_connection=True` gives the client one dedicated socket, which the BullMQ port
     expects (its blocking BZPOPMIN must not share a socket with other commands).
-    `client_name` is re-applied by redis-py after every reconnect.
+    `client_name` is re-applied by redis-py after every reconnect. Sentinel and Cluster targets
+    reconnect to wherever the master, or the slot's node, is now (connection/target.py).
     """
     if retry_forever:
         retry = LoggedRetry(ExponentialBackoff(cap=BACKOFF_CAP_S, base=BACKOFF_BASE_S), -1, what)
     else:
         retry = LoggedRetry(ExponentialBackoff(cap=0.5, base=0.1), CLIENT_RETRIES, what, quiet=True)
-    kwargs: dict[str, Any] = {
-        "decode_responses": decode_responses,
-        # redis-py 8 defaults to 5 s, which cuts the blocking BZPOPMIN (module docstring).
-        "socket_timeout": None,
-        "socket_connect_timeout": CONNECT_TIMEOUT_S,
-        "socket_keepalive": True,
-        "retry": retry,
-        "single_connection_client": single_connection,
-        "health_check_interval": 0,
-    }
-    if client_name:
-        kwargs["client_name"] = client_name
-    return aioredis.Redis.from_url(url, **kwargs)
+    return as_target(target).redis_py_client(
+        retry=retry, client_name=client_name, decode_responses=decode_responses, single_connection=single_connection
+    )
 
 
-def make_command_connection(url: str, *, what: str, client_name: str | None = None) -> PipelinedConnection:
-    """The worker's pipelined command connection to `url` (redis://, rediss://, unix://), with the
-    URL's credentials and db; it reconnects forever, logging outages under `what`."""
-    options: dict[str, Any] = dict(parse_url(url))
-    password = options.get("password")
+def make_command_connection(
+    target: RedisTarget | str, *, what: str, client_name: str | None = None
+) -> PipelinedConnection:
+    """The worker's pipelined command connection to `target`, with its credentials and db; it
+    reconnects forever (through `RedisTarget.open_transport`, so to the current Sentinel master
+    or the slot's cluster node), logging outages under `what`."""
+    redis_target = as_target(target)
     return PipelinedConnection(
-        _opener(url, options),
-        username=options.get("username") if password is not None else None,
-        password=password,
-        db=int(options.get("db") or 0),
+        redis_target.open_transport,
+        username=redis_target.username if redis_target.password is not None else None,
+        password=redis_target.password,
+        db=redis_target.db,
         client_name=client_name,
         what=what,
     )
 
 
-# `ssl_cert_reqs` values of a rediss:// URL, as redis-py reads them.
-_CERT_REQS = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
-
-
-def _opener(url: str, options: dict[str, Any]) -> Opener:
-    if "path" in options:
-        return unix_opener(options["path"])
-    context: ssl.SSLContext | None = None
-    if url.lower().startswith("rediss://"):
-        context = ssl.create_default_context(cafile=options.get("ssl_ca_certs"))
-        cert_reqs = _CERT_REQS.get(str(options.get("ssl_cert_reqs", "required")).lower(), ssl.CERT_REQUIRED)
-        if cert_reqs != ssl.CERT_REQUIRED or str(options.get("ssl_check_hostname", "true")).lower() == "false":
-            context.check_hostname = False
-        context.verify_mode = cert_reqs
-        if options.get("ssl_certfile"):
-            context.load_cert_chain(options["ssl_certfile"], options.get("ssl_keyfile"))
-    return tcp_opener(options.get("host", "localhost"), int(options.get("port") or 6379), ssl=context)
-
-
-async def ping_or_raise(client: aioredis.Redis, url: str) -> None:
-    """Fail with one clear line when Redis cannot be reached."""
+async def ping_or_raise(client: aioredis.Redis, target: RedisTarget | str) -> None:
+    """Fail with one clear line (no password, whatever the URL form) when Redis cannot be used."""
     try:
         await client.ping()  # type: ignore[misc]
     except (RedisError, OSError) as exc:
-        raise RedisUnavailableError(
-            f"cannot reach Redis at {redacted_url(url)}: {str(exc).rstrip('.')}. Check REDIS_QUEUE_URL/REDIS_URL "
-            "(or --redis-url) and that Redis is running."
-        ) from None
+        raise describe_failure(target, exc) from None
+
+
+def describe_failure(target: RedisTarget | str, exc: BaseException) -> RedisUnavailableError:
+    """The one-line error for `target` failing with `exc`: where (redacted), why (scrubbed of
+    every form of the password), and what to check. A Redis that answered but refused us (the
+    credentials, the TLS certificate) is a RedisRefusedError: starting a Redis is not the fix."""
+    try:
+        redis_target: RedisTarget | None = as_target(target)
+    except ValueError:
+        redis_target = None
+    where = redis_target.redacted() if redis_target else redacted_url(str(target))
+    secrets = [redis_target.password, redis_target.sentinel_password] if redis_target else []
+    if not isinstance(target, RedisTarget):
+        secrets += url_secrets(target)
+    reason = scrub(" ".join(str(exc).split()).rstrip("."), secrets) or type(exc).__name__
+    if isinstance(exc, AuthenticationError) or "WRONGPASS" in reason or "NOAUTH" in reason:
+        return RedisRefusedError(
+            f"Redis at {where} refused the credentials ({reason}): check the user name and password "
+            "(REDIS_PASSWORD / REDIS_USERNAME, or the URL)"
+        )
+    if "CERTIFICATE_VERIFY_FAILED" in reason:
+        return RedisRefusedError(
+            f"cannot reach Redis at {where}: the server's TLS certificate is not trusted ({reason}); "
+            "check REDIS_TLS_CA (ssl_ca_certs in the URL) and REDIS_TLS_VERIFY"
+        )
+    if isinstance(exc, MasterNotFoundError):
+        return RedisUnavailableError(f"cannot reach Redis at {where}: {reason}")
+    return RedisUnavailableError(
+        f"cannot reach Redis at {where}: {reason}. Check the Redis settings (REDIS_QUEUE_URL/REDIS_URL, "
+        "--redis-url, or the others in the README's 'Connecting to Redis') and that Redis is running."
+    )

@@ -27,8 +27,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from twenty_jobs.errors import TwentyJobsError
+from twenty_jobs.redaction import redacted_url, scrub, url_secrets
 from twenty_jobs.runtime.hooks import on_shutdown
-from twenty_jobs.settings import redacted_url
 
 log = logging.getLogger("twenty_jobs.jobs.db")
 
@@ -138,13 +138,21 @@ def get_engine(settings: DatabaseSettings | None = None) -> AsyncEngine:
         task = loop.create_task(_slot.engine.dispose())
         _disposing.add(task)
         task.add_done_callback(_disposing.discard)
-    engine = create_async_engine(
-        asyncpg_url(raw),
-        pool_pre_ping=True,
-        pool_size=5,
-        max_overflow=5,
-        connect_args={"timeout": CONNECT_TIMEOUT_S},
-    )
+    try:
+        engine = create_async_engine(
+            asyncpg_url(raw),
+            pool_pre_ping=True,
+            pool_size=5,
+            max_overflow=5,
+            connect_args={"timeout": CONNECT_TIMEOUT_S},
+        )
+    except ValueError:
+        # SQLAlchemy's message quotes the part it could not read, which may be part of the
+        # password (a `/` or `?` in it cuts the URL early).
+        raise DatabaseError(
+            f"PG_DATABASE_URL is not a valid URL ({redacted_url(raw)}): percent-encode special characters "
+            "in the password (# as %23, / as %2F, ? as %3F, @ as %40)"
+        ) from None
     _slot = _EngineSlot(engine, raw, loop)
     on_shutdown(dispose_engine)
     return engine
@@ -168,9 +176,8 @@ def describe_db_error(exc: BaseException, url: str | None) -> str:
         reason = orig.__cause__ if isinstance(orig.__cause__, Exception) else orig
     text = " ".join(str(reason).split()) or type(reason).__name__
     if url:
-        password = urlsplit(url).password
-        if password:
-            text = text.replace(password, "***")
+        # Every form the password may take in the URL (see twenty_jobs/redaction.py).
+        text = scrub(text, url_secrets(url))
     return f"PostgreSQL at {where} (PG_DATABASE_URL) failed: {type(reason).__name__}: {text[:300]}"
 
 

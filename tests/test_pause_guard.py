@@ -1,5 +1,5 @@
 """`twenty-jobs pause/resume` refuses a queue that Node bullmq < 6 shares (the proven data loss of
-mixed pause/resume, bullmq-python.md §5), and works where it is safe."""
+mixed pause/resume, docs/mixed-versions.md), and works where it is safe."""
 
 from __future__ import annotations
 

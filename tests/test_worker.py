@@ -100,7 +100,7 @@ async def test_idle_worker_picks_up_a_new_job_within_100ms_after_long_idleness(
 
     running = await start_worker([Q])
     blocking = running.worker.workers[0].blocking
-    # redis-py 8 would default this to 5 s and cut the 5 s BZPOPMIN (baseline.md F1).
+    # redis-py 8 would default this to 5 s and cut the 5 s BZPOPMIN (docs/traps.md F1).
     assert blocking.connection_pool.connection_kwargs.get("socket_timeout") is None
     # Idle for longer than BullMQ's drainDelay (5 s) and redis-py 8's socket timeout.
     await asyncio.sleep(6.5)

@@ -31,7 +31,7 @@ COLUMNS = [
 ]
 METRICS = [c.key for c in COLUMNS]
 
-# ARCHITECTURE.md "Designed for speed": Python/Node ratios in the configuration users run
+# docs/performance-goals.md: Python/Node ratios in the configuration users run
 # (py-default). At concurrency 100 both sides sit at what one Redis core can do, so the goal
 # there is parity with Node at that ceiling.
 GOALS = [

@@ -43,7 +43,7 @@ async function withQueue(opts, fn) {
 
 // ---------------------------------------------------------------- producer commands
 
-// BullMQDriver.add (newest, twenty-wire.md §3): dedupe on waiting+prioritized, then queue.add.
+// BullMQDriver.add (newest, docs/twenty-queues.md): dedupe on waiting+prioritized, then queue.add.
 async function cmdAdd(opts) {
   const name = required(opts, 'name');
   const data = json(opts, 'data', {});
@@ -95,7 +95,7 @@ async function cmdAddBulk(opts) {
   });
 }
 
-// addCron (twenty-wire.md §4): upsertJobScheduler(getJobKey, repeat, {name, data, opts}).
+// addCron (docs/twenty-queues.md, "Cron"): upsertJobScheduler(getJobKey, repeat, {name, data, opts}).
 async function cmdAddCron(opts) {
   const name = required(opts, 'name');
   const data = json(opts, 'data', undefined);

@@ -1,5 +1,5 @@
 'use strict';
-// Twenty's producer semantics (twenty-wire.md §1, §3, §4), written from the spec, not copied.
+// Twenty's producer semantics (docs/twenty-queues.md), written from the spec, not copied.
 
 // MESSAGE_QUEUE_WORKER_CONFIG (message-queue-worker-config.constant.ts @ 00343b26).
 const QUEUES = {

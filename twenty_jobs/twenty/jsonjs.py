@@ -1,7 +1,7 @@
 """JSON text exactly as Node's `JSON.stringify` writes it.
 
 Twenty signs each webhook with HMAC-SHA256 over `<timestamp>:<JSON.stringify(payload)>` and sends
-those very bytes as the body (call-webhook.job.ts, twenty-wire.md §9.2). A receiver verifies the
+those very bytes as the body (call-webhook.job.ts, docs/webhook-email.md). A receiver verifies the
 signature over the bytes it got, so ours must be Node's bytes, not merely equivalent JSON:
 
 * compact separators, no spaces;

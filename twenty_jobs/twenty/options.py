@@ -1,6 +1,6 @@
 """Twenty's job options -> BullMQ job options, exactly as Twenty's `BullMQDriver` builds them.
 
-Source: the newest driver text (twenty-wire.md §3) and its spec @ 26edbfbc. Every `add` gets a
+Source: the newest BullMQDriver and its spec (docs/twenty-queues.md, "What `add` writes"). Every `add` gets a
 priority (the queue's by default), so Twenty's ordinary jobs live in BullMQ's `prioritized` set.
 """
 

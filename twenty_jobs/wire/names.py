@@ -1,4 +1,4 @@
-"""What BullMQ accepts as a queue name and as a key prefix (docs/bullmq-names.md).
+"""What BullMQ accepts as a queue name and as a key prefix (docs/bullmq-wire.md, "Queue names and key prefixes").
 
 The rules are Node's, checked before anything is written, so a name Python accepts is one that a
 Node `Queue` (and Redis' CLIENT SETNAME on a worker's connection) accepts too.

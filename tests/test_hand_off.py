@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from twenty_jobs.observability.health import Heartbeat, read_heartbeats
 
 import twenty_jobs
 from benchmarks.redis_server import PrivateRedis
 from twenty_jobs.errors import HandOffJob
+from twenty_jobs.observability.heartbeat import Heartbeat, read_heartbeats
 from twenty_jobs.runtime import hand_off
 from twenty_jobs.runtime.config import UnknownJobs
 from twenty_jobs.runtime.events import EventListener, JobEvent

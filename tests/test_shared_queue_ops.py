@@ -15,10 +15,11 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from twenty_jobs.observability.health import HeartbeatRecord, evaluate_health
 from typer.testing import CliRunner
 
 from twenty_jobs.cli.app import app
+from twenty_jobs.observability.heartbeat import HeartbeatRecord
+from twenty_jobs.ops.check import evaluate_health
 from twenty_jobs.ops.doctor import run_doctor
 from twenty_jobs.runtime.producer import Producer
 from twenty_jobs.wire.keys import heartbeat_key, twenty_jobs_client_name, worker_client_name
@@ -62,6 +63,9 @@ async def add_jobs(producer: Producer) -> None:
     await producer.add(Q, "CallWebhookJob", [])
 
 
+SHARED_CODES = ("waiting_for_consumer", "python_only_names_shared")
+
+
 def cli(prefix: str, *args: str) -> tuple[int, Any]:
     result = runner.invoke(app, [*args, "--json", "--redis-url", REDIS_URL, "--prefix", prefix])
     return result.exit_code, json.loads(result.output)
@@ -89,11 +93,11 @@ async def test_check_fails_naming_the_jobs_left_for_a_consumer_nobody_runs(
         doctor = await run_doctor(redis, prefix, [Q], at=int(time.time() * 1000))
     finally:
         await node.aclose()
-    (waiting,) = [f for f in doctor.findings if f.topic == "shared"]
-    assert waiting.level == "info"
+    (waiting,) = [f for f in doctor.findings if f.code in SHARED_CODES]
+    assert waiting.severity == "info"
     assert "4 job(s) wait for the 1 consumer(s) other than twenty-jobs" in waiting.message
     # A leaving worker does not fail the names it lacks: no "will fail them" error.
-    assert not [f for f in doctor.findings if f.topic == "handlers" and f.level == "error"]
+    assert not [f for f in doctor.findings if f.code == "unhandled_jobs" and f.severity == "error"]
 
 
 async def test_a_failing_worker_still_gets_the_no_handler_error_and_no_waiting_finding(
@@ -102,8 +106,8 @@ async def test_a_failing_worker_still_gets_the_no_handler_error_and_no_waiting_f
     await python_worker(redis, prefix, ["CallWebhookJob"], "fail")
     await add_jobs(producer)
     doctor = await run_doctor(redis, prefix, [Q], at=int(time.time() * 1000))
-    assert [f for f in doctor.findings if f.topic == "handlers" and f.level == "error"]
-    assert not [f for f in doctor.findings if f.topic == "shared"]
+    assert [f for f in doctor.findings if f.code == "unhandled_jobs" and f.severity == "error"]
+    assert not [f for f in doctor.findings if f.code in SHARED_CODES]
 
 
 async def test_doctor_and_check_warn_about_python_only_names_on_a_queue_node_also_serves(
@@ -116,8 +120,8 @@ async def test_doctor_and_check_warn_about_python_only_names_on_a_queue_node_als
         report = await evaluate_health(redis, prefix)
     finally:
         await node.aclose()
-    (hazard,) = [f for f in doctor.findings if f.topic == "shared"]
-    assert hazard.level == "warn" and "MyOwnJob (handled only by twenty-jobs) may be lost" in hazard.message
+    (hazard,) = [f for f in doctor.findings if f.code in SHARED_CODES]
+    assert hazard.severity == "warn" and "MyOwnJob (handled only by twenty-jobs) may be lost" in hazard.message
     assert "CallWebhookJob" not in hazard.message
     assert [w for w in report.warnings if w.code == "python_only_names_shared"]
     assert report.healthy

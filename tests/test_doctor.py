@@ -194,3 +194,20 @@ async def test_memory_held_by_finished_jobs_is_estimated(
     assert memory.severity == "info"
     assert memory.message.startswith("finished jobs hold about ") and "email-queue" in memory.message
     assert "KB" in memory.message  # 20 jobs of ~2 KB each
+
+
+async def test_doctor_names_queues_and_job_names_it_does_not_know(redis: aioredis.Redis, prefix: str) -> None:
+    """Issue 10: a queue that is not Twenty's, a Twenty queue whose worker config was not read from
+    Twenty, and pending job names that are neither Twenty's known jobs nor handled in Python."""
+    async with Producer(REDIS_URL, prefix=prefix, allow_any_queue=True) as any_queue:
+        await any_queue.add("embeddings", "Embed", {"i": 1})
+        await any_queue.add("campaign-queue", "SendCampaignJob", {"i": 1})
+        await any_queue.add("webhook-queue", "MysteryJob", {"i": 1})
+        await any_queue.add("webhook-queue", "RenewWebhookSubscriptionJob", {"i": 1})
+    _, report = await doctor(prefix)
+    [unknown_queue] = [f for f in findings(report, "unknown_queue") if f["queue"] == "embeddings"]
+    assert "not one of Twenty's queues" in unknown_queue["message"]
+    [unverified] = [f for f in findings(report, "unverified_queue_config") if f["queue"] == "campaign-queue"]
+    assert "could not be read" in unverified["message"]
+    [names] = [f for f in findings(report, "unknown_job_names") if f["queue"] == "webhook-queue"]
+    assert "MysteryJob (1)" in names["message"] and "RenewWebhookSubscriptionJob" not in names["message"]

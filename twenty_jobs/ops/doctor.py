@@ -20,10 +20,12 @@ from twenty_jobs.observability.heartbeat import HeartbeatRecord, read_heartbeats
 from twenty_jobs.ops import rules
 from twenty_jobs.ops.findings import Finding, Severity, command
 from twenty_jobs.ops.orphans import find_orphans
-from twenty_jobs.ops.shared_queues import PythonWorkerView, shared_queue_findings
+from twenty_jobs.ops.shared_queues import PythonWorkerView, pending_names, shared_queue_findings
 from twenty_jobs.ops.snapshot import attach_worker_counts, client_names
 from twenty_jobs.runtime.config import UnknownJobs
 from twenty_jobs.runtime.registry import Registry
+from twenty_jobs.twenty.jobs import known_job_names
+from twenty_jobs.twenty.queues import DESCRIBES, KNOWN_QUEUES, TWENTY_QUEUES
 from twenty_jobs.wire.compat import NodeVersion, find_legacy_repeatables
 from twenty_jobs.wire.counts import QueueSnapshot, read_queues
 from twenty_jobs.wire.job import MalformedJob, parse_job_hash
@@ -109,6 +111,7 @@ async def run_doctor(
     _check_consumers(report, snapshots, python, prefix)
     await _check_orphans(client, prefix, queues, report, orphan_scan_max_keys)
     await _check_unserved_names(client, prefix, report, snapshots, python, registry)
+    await _check_unknown_names(client, prefix, report, snapshots, python, registry)
     views = {q: [PythonWorkerView(frozenset(h.handlers), h.unknown_jobs) for h in hbs]
              for q, hbs in python.items() if q in snapshots}
     for found in await shared_queue_findings(client, prefix, views, names):
@@ -200,6 +203,48 @@ def _check_consumers(
                 report.add(finding)
     if silent:
         report.add(Finding(Severity.OK, "consumers", "every queue with jobs ready has a worker"))
+
+
+async def _check_unknown_names(
+    client: aioredis.Redis, prefix: str, report: DoctorReport, snapshots: dict[str, QueueSnapshot],
+    python: dict[str, list[HeartbeatRecord]], registry: Registry | None,
+) -> None:
+    """Queue and job names twenty-jobs does not know: a queue that is not Twenty's (a typo, another
+    BullMQ app, or a Twenty newer than its table, docs/twenty-queues.md), a Twenty queue whose
+    worker config is Twenty's common entry rather than read from Twenty, and pending jobs on Twenty
+    queues whose names are neither Twenty's known jobs nor handled by a Python worker."""
+    handled: dict[str, set[str]] = {q: {n for hb in hbs for n in hb.handlers} for q, hbs in python.items()}
+    if registry is not None:
+        for queue in registry.queues():
+            handled.setdefault(queue, set()).update(registry.names(queue))
+    for queue, snap in snapshots.items():
+        cfg = KNOWN_QUEUES.get(queue)
+        if cfg is None:
+            if snap.count or snap.completed or snap.failed:
+                served = "served by a Python worker" if queue in handled else "not served by a Python worker here"
+                report.add(Finding(
+                    Severity.INFO, "unknown_queue",
+                    f"{queue}: not one of Twenty's queues ({len(TWENTY_QUEUES)} in the table, {DESCRIBES}); "
+                    f"{served}",
+                    "nothing to do for another BullMQ application's queue; for a typo, fix the producer", queue,
+                ))
+            continue
+        if not cfg.config_verified and snap.count:
+            report.add(Finding(
+                Severity.INFO, "unverified_queue_config",
+                f"{queue}: Twenty's worker config for this queue could not be read; twenty-jobs uses Twenty's "
+                f"common entry (concurrency {cfg.concurrency}, lock {cfg.lock_duration_ms} ms, priority "
+                f"{cfg.priority})", "set --concurrency/--lock-duration-ms if your Twenty differs", queue,
+            ))
+        names = await pending_names(client, prefix, queue)
+        unknown = sorted(n for n in names if n not in known_job_names(queue) and n not in handled.get(queue, set()))
+        if unknown:
+            report.add(Finding(
+                Severity.INFO, "unknown_job_names",
+                f"{queue}: pending jobs with names twenty-jobs does not know (not a Twenty job it knows of, no "
+                f"Python handler): {', '.join(f'{n} ({names[n]})' for n in unknown[:10])}",
+                "Twenty's Node worker runs them if it knows them; otherwise check the producer", queue,
+            ))
 
 
 async def _check_orphans(

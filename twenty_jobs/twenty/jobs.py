@@ -38,3 +38,8 @@ def python_only_names(queue: str, names: Iterable[str]) -> list[str]:
         return []
     twenty = PORTED_JOBS.get(queue, frozenset()) | NODE_ONLY_JOBS.get(queue, frozenset())
     return sorted(n for n in set(names) if n not in twenty)
+
+
+def known_job_names(queue: str) -> frozenset[str]:
+    """The job names of Twenty's that twenty-jobs knows on `queue` (ported or Node-only)."""
+    return PORTED_JOBS.get(queue, frozenset()) | NODE_ONLY_JOBS.get(queue, frozenset())

@@ -7,6 +7,7 @@ restarted under them). Nothing may be lost: every job ends completed, none faile
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import signal
@@ -108,6 +109,118 @@ async def test_no_job_is_lost_when_workers_are_killed_and_redis_restarts(tmp_pat
                 w.wait(20)
             except subprocess.TimeoutExpired:
                 w.kill()
+        await redis.aclose()
+        await delete_prefix(prefix, url)
+        server.kill()
+        server.wait()
+
+
+def spawn_burst_worker(url: str, prefix: str, log_path: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "REDIS_URL": url}
+    env.pop("REDIS_QUEUE_URL", None)
+    log = log_path.open("wb")
+    return subprocess.Popen(
+        [sys.executable, "-m", "twenty_jobs.cli", "work", "--queue", Q, "--import", "tests.cli_handlers",
+         "--no-builtin-jobs", "--prefix", prefix, "--concurrency", "8", "--lock-duration-ms", "1500",
+         "--stalled-interval-ms", "300", "--max-stalled-count", "10", "--burst", "--log-level", "WARNING"],
+        cwd=REPO, env=env, stdout=log, stderr=log,
+    )
+
+
+async def _runs_and_leftovers(redis: aioredis.Redis, prefix: str, marker: str) -> tuple[list[str], list[str], int]:
+    runs = await redis.lrange(f"{marker}:runs", 0, -1)
+    failed = await redis.zrange(f"{prefix}:{Q}:failed", 0, -1)
+    left = sum([await redis.llen(f"{prefix}:{Q}:{s}") for s in ("wait", "active", "paused")]
+               + [await redis.zcard(f"{prefix}:{Q}:{s}") for s in ("prioritized", "delayed")])
+    return runs, failed, left
+
+
+@pytest.mark.timeout(600)
+async def test_burst_workers_finish_and_exit_through_redis_restarts(tmp_path: Path) -> None:
+    """`--burst` under Redis restarts: every job runs, none fails, and each worker exits 0 by
+    itself once the queue is empty (before the fix, a burst worker idled forever after a restart)."""
+    jobs, restarts = (3000, 4) if FULL else (600, 2)
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}"
+    server = start_private_redis(port, tmp_path, persistent=True)
+    prefix, marker = "chaos-burst", "chaos-burst:marker"
+    redis = aioredis.Redis.from_url(url, decode_responses=True)
+    workers: list[subprocess.Popen[bytes]] = []
+    try:
+        async with Producer(url, prefix=prefix) as producer:
+            ids = await producer.add_bulk(Q, "Chaos", [{"marker": marker, "seconds": 0.005} for _ in range(jobs)],
+                                          retry_limit=5)
+        workers = [spawn_burst_worker(url, prefix, tmp_path / f"w{i}.log") for i in range(2)]
+        for _ in range(restarts):
+            await asyncio.sleep(1.0)
+            server.terminate()
+            server.wait(10)
+            await asyncio.sleep(0.5)
+            server = start_private_redis(port, tmp_path, persistent=True)
+        codes = [await asyncio.to_thread(w.wait, 180) for w in workers]
+        runs, failed, left = await _runs_and_leftovers(redis, prefix, marker)
+        logs = "\n".join((tmp_path / f"w{i}.log").read_text(errors="replace")[-2000:] for i in range(2))
+        assert codes == [0, 0], logs
+        assert failed == [] and left == 0, logs
+        assert set(runs) == set(ids), f"{len(set(ids) - set(runs))} job(s) never ran"
+        print(f"\nchaos (burst): {jobs} jobs, {restarts} Redis restarts, both burst workers exited 0, "
+              f"{len(runs) - len(set(runs))} run twice, 0 lost")
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.kill()
+                w.wait()
+        await redis.aclose()
+        await delete_prefix(prefix, url)
+        server.kill()
+        server.wait()
+
+
+@pytest.mark.timeout(600)
+async def test_connection_kills_during_finish_and_fetch_lose_nothing(tmp_path: Path) -> None:
+    """The worker's command connections are killed (CLIENT KILL) again and again while jobs are
+    finished and the next ones fetched in the same call: a finishing call whose reply was lost is
+    never sent twice (no "Missing lock" failures), and no job is lost or failed."""
+    jobs, kills = (4000, 80) if FULL else (1200, 15)
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}"
+    server = start_private_redis(port, tmp_path, persistent=False)
+    prefix, marker = "chaos-kill", "chaos-kill:marker"
+    redis = aioredis.Redis.from_url(url, decode_responses=True)
+    rng = random.Random(11)
+    workers: list[subprocess.Popen[bytes]] = []
+    try:
+        async with Producer(url, prefix=prefix) as producer:
+            ids = await producer.add_bulk(Q, "Chaos", [{"marker": marker, "seconds": 0.02} for _ in range(jobs)],
+                                          retry_limit=5)
+        workers = [spawn_burst_worker(url, prefix, tmp_path / f"k{i}.log") for i in range(2)]
+        killed = 0
+        for _ in range(kills):
+            await asyncio.sleep(rng.uniform(0.02, 0.08))
+            clients = await redis.client_list()
+            # The workers' command connections (not the blocking ones, named after the queue).
+            victims = [c for c in clients if c.get("cmd") in ("evalsha", "eval") and c.get("name", "") == ""]
+            for c in victims[:1]:
+                with contextlib.suppress(Exception):
+                    await redis.client_kill_filter(_id=c["id"])
+                    killed += 1
+            if all(w.poll() is not None for w in workers):
+                break
+        codes = [await asyncio.to_thread(w.wait, 180) for w in workers]
+        runs, failed, left = await _runs_and_leftovers(redis, prefix, marker)
+        logs = "\n".join((tmp_path / f"k{i}.log").read_text(errors="replace")[-3000:] for i in range(2))
+        assert codes == [0, 0], logs
+        assert failed == [] and left == 0, logs
+        assert set(runs) == set(ids), f"{len(set(ids) - set(runs))} job(s) never ran"
+        assert "Missing lock" not in logs
+        assert killed >= 3, f"only {killed} connections were caught mid-flight"
+        print(f"\nchaos (connection kills): {jobs} jobs, {killed} command connections killed mid-flight, "
+              f"{len(runs) - len(set(runs))} run twice, 0 lost, 0 failed")
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.kill()
+                w.wait()
         await redis.aclose()
         await delete_prefix(prefix, url)
         server.kill()

@@ -195,7 +195,8 @@ async def test_connection_kills_during_finish_and_fetch_lose_nothing(tmp_path: P
                                           retry_limit=5)
         workers = [spawn_burst_worker(url, prefix, tmp_path / f"k{i}.log") for i in range(2)]
         killed = 0
-        for _ in range(kills):
+        deadline = time.monotonic() + 120
+        while killed < kills and time.monotonic() < deadline and any(w.poll() is None for w in workers):
             await asyncio.sleep(rng.uniform(0.02, 0.08))
             clients = await redis.client_list()
             # The workers' command connections (not the blocking ones, named after the queue).
@@ -204,8 +205,6 @@ async def test_connection_kills_during_finish_and_fetch_lose_nothing(tmp_path: P
                 with contextlib.suppress(Exception):
                     await redis.client_kill_filter(_id=c["id"])
                     killed += 1
-            if all(w.poll() is not None for w in workers):
-                break
         codes = [await asyncio.to_thread(w.wait, 180) for w in workers]
         runs, failed, left = await _runs_and_leftovers(redis, prefix, marker)
         logs = "\n".join((tmp_path / f"k{i}.log").read_text(errors="replace")[-3000:] for i in range(2))

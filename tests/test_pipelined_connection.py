@@ -238,7 +238,9 @@ async def test_a_lost_reply_of_an_idempotent_script_is_fetched_by_sending_it_aga
             private_redis, conn, conn.run_script(SLOW_SCRIPT, ["runs"], [16], idempotent=True)
         )
         assert isinstance(outcome, str) and len(outcome) == 16 * 1048576
-        assert await conn.call("GET", "runs") == "2"  # the lost run, then the one that answered
+        # The lost run, then the one that answered; on a loaded machine the kill may also land
+        # before the first send ran the script, and then only the second one ran.
+        assert await conn.call("GET", "runs") in ("1", "2")
     finally:
         await conn.aclose()
 

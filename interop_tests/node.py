@@ -196,6 +196,8 @@ class NodeWorker:
             assert self.proc is not None
             if self.proc.poll() is not None:
                 self._join_reader()
+                if self._ready.is_set():  # ready, then done at once (e.g. --max-jobs 1 with its job waiting)
+                    return
                 raise FixtureError(f"node worker exited {self.proc.returncode} before ready: {self.stderr}")
             if time.monotonic() > deadline:
                 raise FixtureError(f"node worker not ready within {timeout} s: {self.stderr}")

@@ -129,7 +129,27 @@ async def test_buffered_lines_are_written_by_the_timer_alone(log_setup: None) ->
     setup_logging("INFO", stream=stream)
     observer = JobLogObserver()
     observer.job_started("q", JOBS[0])
+    assert stream.getvalue() == ""
     await wait_until(lambda: "start q CallWebhookJob #1" in stream.getvalue(), timeout=5)
+
+
+async def test_a_line_is_written_while_a_handler_blocks_the_event_loop(log_setup: None) -> None:
+    stream = io.StringIO()
+    setup_logging("INFO", stream=stream)
+    observer = JobLogObserver()
+    observer.job_started("q", JOBS[0])
+    # What an async handler that never yields does: the loop's timer cannot run, the backstop can.
+    deadline = time.monotonic() + 10
+    while "start q CallWebhookJob #1" not in stream.getvalue():
+        assert time.monotonic() < deadline, "the line was not written while the loop was blocked"
+        time.sleep(0.05)  # noqa: ASYNC251 (blocking the loop is the point)
+
+
+def test_lines_outside_an_event_loop_are_written_at_once(log_setup: None) -> None:
+    stream = io.StringIO()
+    setup_logging("INFO", stream=stream)
+    JobLogObserver().job_started("q", JOBS[0])
+    assert "start q CallWebhookJob #1" in stream.getvalue()
 
 
 def test_another_handler_gets_the_job_lines_through_logging(log_setup: None) -> None:

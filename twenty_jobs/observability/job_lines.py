@@ -4,16 +4,17 @@
 A LogRecord, its formatting and a write per line cost about 17 µs per line, more than the rest of
 the worker's work on a job. `TextJobLines`/`JsonJobLines` render the very line that the CLI's
 formatter would render for the record `JobLogObserver` logs (runtime/events.py; the same message
-templates, checked equal by tests/test_job_logs.py), with the timestamp's date part computed once
-per second. `LineBuffer` keeps the lines and writes them together: at most `interval_s` later
-from a flusher thread (so a line reaches the log even while a handler blocks the event loop),
-when `max_lines` are waiting, before any other log record (see observability/logs.py), and at
-exit. Each write holds whole lines and at most PIPE_BUF bytes, so the lines of several worker
-processes sharing one pipe (`--processes`, a container's stderr) never interleave mid-line.
+templates, checked equal by tests/test_job_logs.py), with the start of the line made once per
+millisecond. `LineBuffer` keeps the lines and writes them together: at most 50 ms later (1 s
+while a handler blocks the event loop), when many are waiting, before any other log record (see
+observability/logs.py), when the worker stops, and at exit. Each write holds whole lines and at
+most PIPE_BUF bytes, so the lines of several worker processes sharing one pipe (`--processes`, a
+container's stderr) never interleave mid-line.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
@@ -29,11 +30,14 @@ if TYPE_CHECKING:
 
 # A write to a pipe of at most this many bytes is never interleaved with other writers' (POSIX).
 PIPE_BUF = 4096
-# How long a job line may wait in the buffer; at most this much is lost if the process is killed.
+# How long a job line may wait in the buffer while the event loop runs; at most this much is lost if
+# the process is killed.
 FLUSH_INTERVAL_S = 0.05
+# How long at most while a handler blocks the event loop.
+BACKSTOP_INTERVAL_S = 1.0
 # Written at once, without waiting for the flusher, when this many lines are waiting (bounds the
 # memory, and makes a slow log destination slow the worker down as unbuffered lines did).
-MAX_BUFFERED_LINES = 2048
+MAX_BUFFERED_LINES = 4096
 # The level both lines are logged at (a job's other outcomes are WARNING and go through logging).
 LEVEL_NAME = "INFO"
 
@@ -120,8 +124,15 @@ class JsonJobLines:
 
 
 class LineBuffer:
-    """Lines waiting to be written by `write` (called with the handler's `lock` held, which also
-    guards the handler's own writes, so lines never interleave with other records)."""
+    """Lines waiting to be written by `write`, which is called with the handler's `lock` held (the
+    lock that also guards the handler's own writes, so lines never interleave with other records).
+
+    The lines are written `interval_s` after the first of them by a timer on the event loop that
+    appended it: the worker's own thread, so the hot path never hands the GIL to another thread
+    (a flusher thread woken for every write cost the worker more than the lines themselves on a
+    busy machine). A backstop thread writes what waits every `backstop_s`, for a loop that a
+    handler blocks or that is gone; lines appended outside an event loop, or when `max_lines`
+    wait, are written at once."""
 
     def __init__(
         self,
@@ -129,18 +140,19 @@ class LineBuffer:
         lock: threading.RLock,
         *,
         interval_s: float = FLUSH_INTERVAL_S,
+        backstop_s: float = BACKSTOP_INTERVAL_S,
         max_lines: int = MAX_BUFFERED_LINES,
     ) -> None:
         self._write = write
         self._lock = lock
         self._interval_s = interval_s
+        self._backstop_s = backstop_s
         self._max_lines = max_lines
         # Appended to without a lock: list.append is atomic, and `flush` takes exactly the lines it
         # has seen (lines[:n], del lines[:n]), so a line appended meanwhile stays for the next flush.
         self._lines: list[str] = []
-        self._wakeup = threading.Condition(threading.Lock())
-        self._flusher: threading.Thread | None = None
-        self._closed = False
+        self._backstop: threading.Thread | None = None
+        self._closed = threading.Event()
         _BUFFERS.add(self)
 
     def append(self, line: str) -> None:
@@ -148,7 +160,7 @@ class LineBuffer:
         lines.append(line)
         waiting = len(lines)
         if waiting == 1:
-            self._wake_flusher()
+            self._schedule_flush()
         elif waiting >= self._max_lines:
             self.flush()
 
@@ -174,37 +186,39 @@ class LineBuffer:
             self._write("".join(piece))
 
     def close(self) -> None:
-        """Write what is waiting and stop the flusher thread."""
-        with self._wakeup:
-            self._closed = True
-            self._wakeup.notify()
+        """Write what is waiting and stop the backstop thread."""
+        self._closed.set()
         self.flush()
 
-    def _wake_flusher(self) -> None:
-        with self._wakeup:
-            if not self._closed:
-                if self._flusher is None:
-                    self._flusher = threading.Thread(target=self._flush_loop, name="twenty-jobs job log",
-                                                     daemon=True)
-                    self._flusher.start()
-                self._wakeup.notify()
-                return
-        self.flush()  # closed (a worker still running after the log setup changed): write at once
+    def _schedule_flush(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()  # no event loop to time the write
+            return
+        loop.call_later(self._interval_s, self.flush)
+        if self._backstop is None:
+            self._start_backstop()
 
-    def _flush_loop(self) -> None:
-        while True:
-            with self._wakeup:
-                while not self._lines and not self._closed:
-                    self._wakeup.wait()
-                if self._closed:
-                    return  # close() writes what is left
-            time.sleep(self._interval_s)  # let the lines of the next few jobs join this write
-            self.flush()
+    def _start_backstop(self) -> None:
+        with self._lock:
+            if self._backstop is None and not self._closed.is_set():
+                self._backstop = threading.Thread(target=self._backstop_loop, name="twenty-jobs job log",
+                                                  daemon=True)
+                self._backstop.start()
+
+    def _backstop_loop(self) -> None:
+        while not self._closed.wait(self._backstop_s):
+            if self._lines:
+                self.flush()
 
     def reset_after_fork(self) -> None:
-        """In a forked child: the flusher thread does not exist there; the next line starts one."""
-        self._wakeup = threading.Condition(threading.Lock())
-        self._flusher = None
+        """In a forked child: the backstop thread does not exist there; the next line starts one."""
+        closed = self._closed.is_set()
+        self._closed = threading.Event()
+        if closed:
+            self._closed.set()
+        self._backstop = None
 
 
 _BUFFERS: weakref.WeakSet[LineBuffer] = weakref.WeakSet()

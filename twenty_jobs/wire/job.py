@@ -284,11 +284,12 @@ class _FieldReader:
         return value
 
     def integer(self, key: str) -> int | None:
+        value = self.fields.get(key)
+        if type(value) is str and value.isdigit() and value.isascii() and len(value) < 16:
+            return int(value)  # the common case, before `text`'s checks (which it passes)
         value = self.text(key)
         if value is None:
             return None
-        if value.isdigit() and value.isascii() and len(value) < 16:  # the common case, quickly
-            return int(value)
         if not _JS_NUMBER.fullmatch(value):
             raise self.fail(key, f"is not a number: {_preview(value)}")
         try:
@@ -308,6 +309,10 @@ class _FieldReader:
 
     def counter(self, key: str) -> int | None:
         """A field the scripts HINCRBY: a plain decimal integer, nothing else (see COUNTER_FIELDS)."""
+        value = self.fields.get(key)
+        if (type(value) is str and value.isdigit() and value.isascii() and len(value) < 16
+                and (value[0] != "0" or len(value) == 1)):
+            return int(value)  # the common case, before the checks below (which it passes)
         value = self.text(key)
         if value is None:
             return None

@@ -117,6 +117,8 @@ MALFORMED: list[tuple[str, dict[str, str | None], str]] = [
     ("ats with a plus sign", {"ats": "+7"}, "'ats'"),
     ("stc with a space", {"stc": " 12"}, "'stc'"),
     ("stc with a leading zero", {"stc": "007"}, "'stc'"),
+    ("atm 00", {"atm": "00"}, "'atm'"),
+    ("ats in Arabic-Indic digits", {"ats": "١"}, "'ats'"),
     ("attemptsMade not a number", {"attemptsMade": "NaN"}, "'attemptsMade'"),
     ("stalledCounter a float", {"stalledCounter": "1.5"}, "'stalledCounter'"),
     ("failedReason invalid UTF-8", {"failedReason": surrogate(b"boom \xff")}, "'failedReason'"),

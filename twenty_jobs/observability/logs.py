@@ -1,5 +1,10 @@
 """Log setup for the CLI: human-readable text by default, one JSON object per line with
-`--log-format json` for log pipelines."""
+`--log-format json` for log pipelines.
+
+One handler writes everything to stderr. It also writes the two INFO lines of every job itself,
+buffered, without a LogRecord (observability/job_lines.py, docs/job-logs.md); it writes the lines
+it holds before any other record, so the log keeps the order in which things happened.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,15 @@ import json
 import logging
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
+
+from twenty_jobs.observability.job_lines import FLUSH_INTERVAL_S, JsonJobLines, LineBuffer, TextJobLines
+from twenty_jobs.runtime.events import job_log
+
+if TYPE_CHECKING:
+    from twenty_jobs.wire.job import JobRecord
+
+TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 # Attributes every LogRecord has; anything else was passed with `extra=` and goes into the JSON.
 _STANDARD_ATTRS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
@@ -30,13 +43,59 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str, ensure_ascii=False)
 
 
-def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+class LogHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The CLI's handler: records formatted as text or JSON, and the job lines of JobLogObserver
+    (a runtime.events.JobLineWriter) rendered the same way, buffered for up to `flush_interval_s`."""
+
+    def __init__(self, stream: TextIO, fmt: str = "text", *, flush_interval_s: float = FLUSH_INTERVAL_S) -> None:
+        super().__init__(stream)
+        if fmt == "json":
+            self.setFormatter(JsonFormatter())
+            self.job_lines: TextJobLines | JsonJobLines = JsonJobLines(job_log.name)
+        else:
+            self.setFormatter(logging.Formatter(TEXT_FORMAT))
+            self.job_lines = TextJobLines(job_log.name)
+        assert self.lock is not None
+        self.buffer = LineBuffer(self._write, self.lock, interval_s=flush_interval_s)
+
+    def write_job_started(self, queue: str, job: JobRecord) -> None:
+        if self.level <= logging.INFO:
+            self.buffer.append(self.job_lines.started(queue, job))
+
+    def write_job_completed(self, queue: str, job: JobRecord, duration_ms: float) -> None:
+        if self.level <= logging.INFO:
+            self.buffer.append(self.job_lines.completed(queue, job, duration_ms))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # Called with the lock held. The job lines waiting happened before this record.
+        self.buffer.flush()
+        super().emit(record)
+
+    def flush(self) -> None:
+        self.buffer.flush()
+        super().flush()
+
+    def close(self) -> None:
+        self.buffer.close()
+        super().close()
+
+    def _write(self, text: str) -> None:
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except Exception:
+            # What logging does with a record it cannot write: report it on stderr, carry on.
+            self.handleError(logging.makeLogRecord({"name": job_log.name, "msg": "%d job log line(s)",
+                                                    "args": (text.count("\n"),)}))
+
+
+def setup_logging(level: str = "INFO", fmt: str = "text", *, stream: TextIO | None = None) -> None:
+    """Log to `stream` (stderr) at `level`, as text or JSON (`fmt`)."""
+    handler = LogHandler(stream if stream is not None else sys.stderr, fmt)
     root = logging.getLogger()
+    for old in root.handlers:
+        if isinstance(old, LogHandler):
+            old.close()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # The port prints tracebacks of its own internal errors through `warnings`/print; keep

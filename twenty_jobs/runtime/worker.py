@@ -83,6 +83,7 @@ class TwentyWorker:
         self._client: aioredis.Redis | None = None
         self._connections: list[CommandConnection | aioredis.Redis] = []
         self._started_up = False
+        self._job_log: JobLogObserver | None = None
 
     def _check_queues(self) -> None:
         for name in self.config.queues:
@@ -118,7 +119,9 @@ class TwentyWorker:
         except Exception as exc:
             raise StartupError(f"a worker startup hook failed: {type(exc).__name__}: {exc}") from exc
         self._started_up = True
-        observers = Observers([JobLogObserver(), *config.observers])
+        # Made after the startup hooks and the handler modules, which may have changed the log setup.
+        self._job_log = JobLogObserver()
+        observers = Observers([self._job_log, *config.observers])
         consumers = ConsumerWatch(self._client, config.prefix)
         await warn_python_only_names(consumers, {name: self.registry.names(name) for name in config.queues})
         leave = config.unknown_jobs is UnknownJobs.LEAVE
@@ -178,7 +181,12 @@ class TwentyWorker:
             if self.config.install_signal_handlers:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)
-            await self.close()
+            try:
+                await self.close()
+            finally:
+                # Every job line is written before run() returns or raises (a traceback comes after).
+                if self._job_log is not None:
+                    self._job_log.flush()
         return self.exit_code
 
     def request_stop(self, sig: int | None = None) -> None:

@@ -284,9 +284,9 @@ class _FieldReader:
         return value
 
     def integer(self, key: str) -> int | None:
-        raw = self.fields.get(key)
-        if type(raw) is str and raw.isdigit() and raw.isascii() and len(raw) < 16:  # the common case, quickly
-            return int(raw)
+        value = self.fields.get(key)
+        if type(value) is str and value.isdigit() and value.isascii() and len(value) < 16:
+            return int(value)  # the common case, before `text`'s checks (which it passes)
         value = self.text(key)
         if value is None:
             return None
@@ -309,6 +309,10 @@ class _FieldReader:
 
     def counter(self, key: str) -> int | None:
         """A field the scripts HINCRBY: a plain decimal integer, nothing else (see COUNTER_FIELDS)."""
+        value = self.fields.get(key)
+        if (type(value) is str and value.isdigit() and value.isascii() and len(value) < 16
+                and (value[0] != "0" or len(value) == 1)):
+            return int(value)  # the common case, before the checks below (which it passes)
         value = self.text(key)
         if value is None:
             return None

@@ -114,6 +114,7 @@ class QueueKeys:
         "events",
         "failed",
         "id",
+        "job_prefix",
         "limiter",
         "marker",
         "meta",
@@ -155,11 +156,9 @@ class QueueKeys:
         self.deduplication_prefix = f"{base}:de:"
         self.metrics_completed = f"{base}:metrics:completed"
         self.metrics_failed = f"{base}:metrics:failed"
-
-    @property
-    def job_prefix(self) -> str:
-        """What a job id is appended to for its hash key (the scripts' `ARGV` "key prefix")."""
-        return f"{self.base}:"
+        # What a job id is appended to for its hash key (the scripts' `ARGV` "key prefix"); read
+        # several times per job, so made once.
+        self.job_prefix = f"{base}:"
 
     def job(self, job_id: str) -> str:
         return f"{self.base}:{job_id}"

@@ -43,7 +43,14 @@ def now_ms() -> int:
 def compact_json(value: Any) -> str:
     """JSON as BullMQ writes it (`JSON.stringify`: no spaces); NaN/Infinity are refused, as
     `JSON.stringify` would turn them into null silently."""
-    return json.dumps(value, separators=(",", ":"), allow_nan=False)
+    if value is None:  # most handlers return nothing: skip the encoder
+        return "null"
+    return _encode_compact(value)
+
+
+# `json.dumps` with these options builds a new encoder on every call (about 0.7 µs, on every job's
+# return value); one shared encoder writes the same text.
+_encode_compact = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
 
 @dataclass(frozen=True, slots=True)

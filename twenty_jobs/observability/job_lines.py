@@ -1,7 +1,7 @@
 """The two per-job log lines, rendered and written without the `logging` machinery
 (docs/job-logs.md).
 
-A LogRecord, its formatting and a write per line cost about 17 µs per line, more than the rest of
+A LogRecord, its formatting and a write per line cost 10-25 µs per line, more than the rest of
 the worker's work on a job. `TextJobLines`/`JsonJobLines` render the very line that the CLI's
 formatter would render for the record `JobLogObserver` logs (runtime/events.py; the same
 messages, checked equal by tests/test_job_logs.py), with the start of the line made once per

@@ -167,17 +167,24 @@ def test_another_handler_gets_the_job_lines_through_logging(log_setup: None) -> 
     assert other.getvalue() == f"start q CallWebhookJob #1 attempt 1 [workspace={WORKSPACE}]\n"
 
 
-def test_each_write_holds_whole_lines_within_pipe_buf() -> None:
+async def test_each_write_holds_whole_lines_within_pipe_buf() -> None:
+    # In an event loop, lines wait for the timer; this test writes them itself.
     writes: list[str] = []
     buffer = LineBuffer(writes.append, threading.RLock())
-    lines = [f"line {i} {'x' * (i % 150)}\n" for i in range(400)] + ["wide ✓✓✓ " * 200 + "\n", "last\n"]
-    for line in lines:
-        buffer.append(line)
+    ascii_lines = [f"line {i} {'x' * (i % 150)}\n" for i in range(400)] + ["long " * 1000 + "\n", "last\n"]
+    wide_lines = ["wide ✓✓✓ 🚀\n"] * 300 + ["wider ✓✓✓ " * 200 + "\n", "last\n"]
+    for lines in (ascii_lines, wide_lines):
+        writes.clear()
+        for line in lines:
+            buffer.append(line)
+        assert writes == []
+        buffer.flush()
+        assert "".join(writes) == "".join(lines)
+        assert 2 < len(writes) < len(lines) / 5
+        for text in writes:
+            assert text.endswith("\n")
+            assert len(text.encode()) <= PIPE_BUF or text.count("\n") == 1
     buffer.close()
-    assert "".join(writes) == "".join(lines)
-    for text in writes:
-        assert text.endswith("\n")
-        assert len(text.encode()) <= PIPE_BUF or text.count("\n") == 1
 
 
 def cli_worker(prefix: str, stderr: Any, *extra: str) -> subprocess.Popen[bytes]:

@@ -57,14 +57,18 @@ class LogHandler(logging.StreamHandler):  # type: ignore[type-arg]
             self.job_lines = TextJobLines(job_log.name)
         assert self.lock is not None
         self.buffer = LineBuffer(self._write, self.lock, interval_s=flush_interval_s)
+        # Bound once: these run twice per job.
+        self._append = self.buffer.append
+        self._started = self.job_lines.started
+        self._completed = self.job_lines.completed
 
     def write_job_started(self, queue: str, job: JobRecord) -> None:
         if self.level <= logging.INFO:
-            self.buffer.append(self.job_lines.started(queue, job))
+            self._append(self._started(queue, job))
 
     def write_job_completed(self, queue: str, job: JobRecord, duration_ms: float) -> None:
         if self.level <= logging.INFO:
-            self.buffer.append(self.job_lines.completed(queue, job, duration_ms))
+            self._append(self._completed(queue, job, duration_ms))
 
     def emit(self, record: logging.LogRecord) -> None:
         # Called with the lock held. The job lines waiting happened before this record.

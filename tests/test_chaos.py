@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
+from redis.exceptions import BusyLoadingError
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from twenty_jobs.runtime.producer import Producer
 
@@ -128,6 +130,12 @@ def spawn_burst_worker(url: str, prefix: str, log_path: Path) -> subprocess.Pope
 
 
 async def _runs_and_leftovers(redis: aioredis.Redis, prefix: str, marker: str) -> tuple[list[str], list[str], int]:
+    for _ in range(300):  # a just-restarted Redis answers LOADING until its AOF is read back
+        try:
+            await redis.ping()
+            break
+        except (BusyLoadingError, RedisConnectionError):
+            await asyncio.sleep(0.1)
     runs = await redis.lrange(f"{marker}:runs", 0, -1)
     failed = await redis.zrange(f"{prefix}:{Q}:failed", 0, -1)
     left = sum([await redis.llen(f"{prefix}:{Q}:{s}") for s in ("wait", "active", "paused")]

@@ -143,6 +143,33 @@ async def _runs_and_leftovers(redis: aioredis.Redis, prefix: str, marker: str) -
     return runs, failed, left
 
 
+async def _assert_burst_drained(
+    redis: aioredis.Redis, prefix: str, marker: str, ids: list[str], workers: list[subprocess.Popen[bytes]],
+    logs: list[Path],
+) -> tuple[list[str], str]:
+    """Both burst workers exited 0, nothing failed or is left, every job ran; the runs and the
+    workers' log tails."""
+    codes = [await asyncio.to_thread(w.wait, 180) for w in workers]
+    runs, failed, left = await _runs_and_leftovers(redis, prefix, marker)
+    tails = "\n".join(path.read_text(errors="replace")[-3000:] for path in logs)
+    assert codes == [0] * len(workers), tails
+    assert failed == [] and left == 0, tails
+    assert set(runs) == set(ids), f"{len(set(ids) - set(runs))} job(s) never ran"
+    return runs, tails
+
+
+async def _tear_down(workers: list[subprocess.Popen[bytes]], redis: aioredis.Redis, prefix: str, url: str,
+                     server: subprocess.Popen[bytes]) -> None:
+    for w in workers:
+        if w.poll() is None:
+            w.kill()
+            w.wait()
+    await redis.aclose()
+    await delete_prefix(prefix, url)
+    server.kill()
+    server.wait()
+
+
 @pytest.mark.timeout(600)
 async def test_burst_workers_finish_and_exit_through_redis_restarts(tmp_path: Path) -> None:
     """`--burst` under Redis restarts: every job runs, none fails, and each worker exits 0 by
@@ -165,23 +192,12 @@ async def test_burst_workers_finish_and_exit_through_redis_restarts(tmp_path: Pa
             server.wait(10)
             await asyncio.sleep(0.5)
             server = start_private_redis(port, tmp_path, persistent=True)
-        codes = [await asyncio.to_thread(w.wait, 180) for w in workers]
-        runs, failed, left = await _runs_and_leftovers(redis, prefix, marker)
-        logs = "\n".join((tmp_path / f"w{i}.log").read_text(errors="replace")[-2000:] for i in range(2))
-        assert codes == [0, 0], logs
-        assert failed == [] and left == 0, logs
-        assert set(runs) == set(ids), f"{len(set(ids) - set(runs))} job(s) never ran"
+        runs, _ = await _assert_burst_drained(redis, prefix, marker, ids, workers,
+                                              [tmp_path / f"w{i}.log" for i in range(2)])
         print(f"\nchaos (burst): {jobs} jobs, {restarts} Redis restarts, both burst workers exited 0, "
               f"{len(runs) - len(set(runs))} run twice, 0 lost")
     finally:
-        for w in workers:
-            if w.poll() is None:
-                w.kill()
-                w.wait()
-        await redis.aclose()
-        await delete_prefix(prefix, url)
-        server.kill()
-        server.wait()
+        await _tear_down(workers, redis, prefix, url, server)
 
 
 @pytest.mark.timeout(600)
@@ -213,22 +229,11 @@ async def test_connection_kills_during_finish_and_fetch_lose_nothing(tmp_path: P
                 with contextlib.suppress(Exception):
                     await redis.client_kill_filter(_id=c["id"])
                     killed += 1
-        codes = [await asyncio.to_thread(w.wait, 180) for w in workers]
-        runs, failed, left = await _runs_and_leftovers(redis, prefix, marker)
-        logs = "\n".join((tmp_path / f"k{i}.log").read_text(errors="replace")[-3000:] for i in range(2))
-        assert codes == [0, 0], logs
-        assert failed == [] and left == 0, logs
-        assert set(runs) == set(ids), f"{len(set(ids) - set(runs))} job(s) never ran"
+        runs, logs = await _assert_burst_drained(redis, prefix, marker, ids, workers,
+                                                 [tmp_path / f"k{i}.log" for i in range(2)])
         assert "Missing lock" not in logs
         assert killed >= 3, f"only {killed} connections were caught mid-flight"
         print(f"\nchaos (connection kills): {jobs} jobs, {killed} command connections killed mid-flight, "
               f"{len(runs) - len(set(runs))} run twice, 0 lost, 0 failed")
     finally:
-        for w in workers:
-            if w.poll() is None:
-                w.kill()
-                w.wait()
-        await redis.aclose()
-        await delete_prefix(prefix, url)
-        server.kill()
-        server.wait()
+        await _tear_down(workers, redis, prefix, url, server)

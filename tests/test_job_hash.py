@@ -132,6 +132,11 @@ MALFORMED: list[tuple[str, dict[str, str | None], str]] = [
     ("parent a number", {"parent": "5", "parentKey": "bull:q:p"}, "'parent'"),
     ("parent without queueKey", {"parent": '{"id":"p"}', "parentKey": "bull:q:p"}, "'parent'"),
     ("parent id a number", {"parent": '{"id":5,"queueKey":"bull:q"}', "parentKey": "bull:q:5"}, "'parent'"),
+    # The finishing Lua decodes any `parent` that is there and indexes it: JSON null, `true` or an
+    # empty text stop it half-way (found by `make fuzz FUZZ_SEED=424242`, case 338).
+    ("parent JSON null", {"parent": "null", "parentKey": "bull:q:p"}, "'parent'"),
+    ("parent true", {"parent": "true", "parentKey": "bull:q:p"}, "'parent'"),
+    ("parent empty", {"parent": "", "parentKey": "bull:q:p"}, "'parent'"),
     # The finishing Lua decodes `parent` with cjson, which refuses these (docs/fuzz.md).
     ("parent with a lone surrogate", {"parent": '{"id":"\\ud800","queueKey":"bull:q"}', "parentKey": "bull:q:p"},
      "'parent'"),

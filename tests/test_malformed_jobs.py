@@ -5,6 +5,7 @@ the good jobs beside them are not disturbed, and `--burst` exits."""
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -53,6 +54,9 @@ CASES: list[tuple[str, dict[str, str], str]] = [
     ("opts not an object", {"opts": "[1]"}, "field 'opts'"),
     ("backoff a string", {"opts": '{"attempts":3,"backoff":"x"}'}, "field 'opts.backoff'"),
     ("parent not JSON", {"parent": "{not json"}, "field 'parent'"),
+    # The finishing script decodes any `parent` and indexes it (make fuzz FUZZ_SEED=424242, case 338).
+    ("parent JSON null", {"parent": "null"}, "field 'parent'"),
+    ("parent empty", {"parent": ""}, "field 'parent'"),
     ("parent with an object id", {"parent": '{"id":{"a":1},"queueKey":5}'}, "field 'parent'"),
     ("data NaN", {"data": "NaN"}, "field 'data'"),
     ("data nested too deeply", {"data": "[" * 1200 + "]" * 1200}, "field 'data' is JSON nested too deeply"),
@@ -90,6 +94,47 @@ async def test_a_job_whose_started_counter_breaks_the_fetch_script_is_failed_not
     assert await redis.zscore(f"{prefix}:{Q}:failed", bad) is not None, stored
     assert "field 'ats'" in stored["failedReason"]
     assert ran == [good]
+
+
+async def test_a_broken_started_counter_on_the_job_fetched_after_a_malformed_one_does_not_stop_the_worker(
+    producer: Producer, registry: Registry, prefix: str, redis: aioredis.Redis, ran: list[Any]
+) -> None:
+    # Failing the malformed job fetches the next one in the same script call; that fetch HINCRBYs
+    # the next job's `ats`. Before the guard it stopped there, the next job sat in `active` under
+    # the worker's token and `--burst` never exited (make fuzz FUZZ_SEED=424242, batch mixed-3).
+    malformed = await add(producer, data="NaN")
+    broken_counter = await add(producer, ats="99999999999999999999999")
+    good = await add(producer)
+    assert await burst(prefix, registry, [Q], concurrency=1) == 0
+    key = f"{prefix}:{Q}"
+    for job_id, field in ((malformed, "field 'data'"), (broken_counter, "field 'ats'")):
+        stored = await redis.hgetall(f"{key}:{job_id}")
+        assert await redis.zscore(f"{key}:failed", job_id) is not None, stored
+        assert field in stored["failedReason"]
+    assert (await redis.hgetall(f"{key}:{broken_counter}"))["ats"].isdigit()  # repaired when failed
+    assert ran == [good] and await redis.llen(f"{key}:active") == 0
+
+
+async def test_a_due_delayed_job_with_a_nan_priority_does_not_lose_the_others_due_with_it(
+    producer: Producer, registry: Registry, prefix: str, redis: aioredis.Redis, ran: list[Any]
+) -> None:
+    # The fetch promotes every due delayed job: it takes them all out of `delayed`, then ranks
+    # each by its stored priority. Lua reads "NaN" as a number and ZADD refuses the score, so the
+    # script stopped there and the jobs after it were in no list (FUZZ_SEED=424242, case 521).
+    key = f"{prefix}:{Q}"
+    delayed = [await add(producer) for _ in range(5)]
+    await redis.delete(f"{key}:wait")  # placed by hand below: all due a second ago, in this order
+    due = int(time.time() * 1000) - 1000
+    for n, job_id in enumerate(delayed):
+        await redis.zadd(f"{key}:delayed", {job_id: due * 0x1000 + n})
+    await redis.hset(f"{key}:{delayed[1]}", "priority", "NaN")
+    assert await burst(prefix, registry, [Q], concurrency=1) == 0
+    states = {job_id: (await redis.zscore(f"{key}:completed", job_id) is not None,
+                       await redis.zscore(f"{key}:failed", job_id) is not None) for job_id in delayed}
+    assert all(done != failed for done, failed in states.values()), states
+    assert sorted(ran) == sorted(j for j in delayed if j != delayed[1])
+    nan_job = await redis.hgetall(f"{key}:{delayed[1]}")
+    assert "field 'priority'" in nan_job["failedReason"]
 
 
 async def test_an_unknown_backoff_strategy_fails_the_job_at_its_first_failure_naming_the_field(

@@ -24,7 +24,7 @@ from twenty_jobs.runtime.producer import Producer
 from twenty_jobs.runtime.registry import Registry
 from twenty_jobs.runtime.worker import TwentyWorker, WorkerConfig
 
-from .conftest import REDIS_URL, wait_until
+from .conftest import REDIS_URL, wait_until, worker_config
 
 REPO = Path(__file__).resolve().parent.parent
 TWENTY_JOBS = [sys.executable, "-m", "twenty_jobs.cli"]
@@ -112,6 +112,26 @@ async def test_grace_deadline_stops_with_nonzero_exit_and_leaves_the_job_active(
     assert await wait_exit(proc, 15) != 0
     assert time.monotonic() - t0 < 8
     assert job_id in await redis.lrange(f"{prefix}:{Q}:active", 0, -1)
+
+
+async def test_cancelling_the_worker_task_stops_its_queue_workers_too(prefix: str, registry: Registry) -> None:
+    # An app that runs the worker as a task of its own and cancels it (or an interrupted
+    # asyncio.run): run() closed the connections but left the queue workers' tasks fetching on
+    # them, and the caller waiting on the cancelled task could hang.
+    @twenty_jobs.job(queue=Q, name="Idle", registry=registry)
+    async def idle(data: Any, ctx: twenty_jobs.JobContext) -> None:
+        return None
+
+    before = asyncio.all_tasks()
+    worker = TwentyWorker(worker_config(prefix, [Q]), registry)
+    task = asyncio.ensure_future(worker.run())
+    await asyncio.wait_for(worker.started.wait(), 10)
+    await asyncio.sleep(0.5)  # every queue worker is waiting for a job
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 15)
+    left = [t for t in asyncio.all_tasks() - before if t is not asyncio.current_task() and not t.done()]
+    assert left == []
 
 
 def free_port() -> int:

@@ -6,6 +6,7 @@ reply."""
 from __future__ import annotations
 
 import json
+from importlib import resources
 from types import SimpleNamespace
 from typing import Any
 
@@ -16,7 +17,7 @@ from bullmq.scripts import Scripts as PortScripts
 
 from twenty_jobs.wire.job import keep_jobs
 from twenty_jobs.wire.keys import QueueKeys
-from twenty_jobs.wire.lua import LuaScript
+from twenty_jobs.wire.lua import FINITE_PRIORITY, GUARDED_READS, LuaScript, guard, script
 from twenty_jobs.wire.scripts import errors, queue, worker
 from twenty_jobs.wire.scripts.worker import Limiter, ParentFlags, WorkerScripts
 
@@ -197,3 +198,35 @@ def test_a_fetch_reply_is_read_into_a_job_or_the_reason_there_is_none() -> None:
     assert (limited.job, limited.rate_limited_ms, limited.next_delayed_at) == (None, 850, 0)
     assert worker.parse_fetch([0, 0, 0, 1_700_000_000_500.0]).next_delayed_at == 1_700_000_000_500
     assert worker.parse_fetch(0) is worker.NOTHING
+
+
+# The guards on the shipped Lua (wire/lua.py): each applies where the scripts the worker runs read a
+# job's priority or count its starts, and changes nothing else. A port upgrade that rewrites those
+# lines fails here instead of silently dropping a guard.
+GUARDED = {
+    "moveToActive": ["finitePriority(rcall", 'redis.pcall("HINCRBY", jobKey, "ats", 1)'],
+    "moveToFinished": ["finitePriority(rcall", "finitePriority(jobAttributes[1])",
+                       'redis.pcall("HINCRBY", jobKey, "ats", 1)'],
+    "moveToDelayed": ["finitePriority(rcall", 'redis.pcall("HINCRBY", jobKey, "ats", 1)'],
+    "retryJob": ["finitePriority(rcall"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(GUARDED))
+def test_the_guards_apply_to_every_script_that_promotes_or_fetches(name: str) -> None:
+    text = script(name).text
+    for guarded in GUARDED[name]:
+        assert guarded in text, (name, guarded)
+    assert not any(read in text for read, _ in GUARDED_READS)
+    original = resources.files("bullmq").joinpath("commands", f"{name}-{script(name).number_of_keys}.lua")
+    shipped = original.read_text(encoding="utf-8")
+    # Undoing the replacements (and the helper) gives the shipped text back: nothing else changed.
+    undone = text
+    for read, guarded_read in GUARDED_READS:
+        undone = undone.replace(guarded_read, read)
+    assert undone.removeprefix(FINITE_PRIORITY) == shipped and guard(shipped) == text
+
+
+async def test_a_nan_priority_reads_as_zero_in_the_guarded_lua(redis: Any) -> None:
+    probe = FINITE_PRIORITY + "return {tostring(finitePriority(ARGV[1])), tostring(finitePriority(ARGV[2]) or 0)}"
+    assert await redis.eval(probe, 0, "7", "NaN") == ["7", "0"]

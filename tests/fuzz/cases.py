@@ -595,7 +595,7 @@ def _parent_malformed(rng: random.Random, d: Draft) -> None:
         b"not json", b"5", b'{"id":"\\ud800","queueKey":"q"}', b"[]", b"null", b'"p"', b'{"id":"p"}',
         b'{"queueKey":"q"}', b'{"id":5,"queueKey":"q"}',
         b'{"id":"p","queueKey":"q","x":' + _deep_json(rng).encode() + b"}", b'{"id":"p","queueKey":"q"',
-        _invalid_utf8(rng, '{"id":"'),
+        _invalid_utf8(rng, '{"id":"'), b"", b"true",
     ])
     d.extra += [(b"parentKey", b"nowhere:p"), (b"parent", parent)]
     _expect(d, Expect.EITHER, "parent")

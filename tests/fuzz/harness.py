@@ -166,6 +166,8 @@ class FuzzRun:
             lines.append(f"  batch {batch.label:36} {len(batch.cases):3} cases, {exited}, "
                          f"{len(batch.connection_lost_lines())} 'connection lost', "
                          f"{len(batch.error_lines())} error lines")
+            if batch.exit_code != 0 or batch.error_lines():
+                lines.extend(f"    | {line[:300]}" for line in batch.error_lines()[:5])
         lines.append(f"  {'kind':38} {'cases':>5} {'done':>5} {'fail':>5} {'other':>5} {'bad':>4}  problems")
         for kind, outcomes in sorted(self.by_kind().items()):
             states = collections.Counter(o.state for o in outcomes)

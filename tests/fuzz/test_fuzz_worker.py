@@ -145,6 +145,26 @@ def test_a_mixed_batch_of_every_kind(fuzz_runs: Runs, check: str) -> None:
         assert not bad, _report(run, bad, [])
 
 
+# Cases a long run once broke, replayed together as one mixed batch in every `make test`:
+# (seed, case indexes, what broke). They failed only side by side, never in one-kind batches.
+REPLAYS = [
+    (424_242, (180, 338, 521, 527, 530, 543, 544, 545, 663, 870),
+     "a NaN `priority` on a due delayed job lost every job promoted after it; `parent` null; an `ats` "
+     "HINCRBY cannot add to on the job fetched after a malformed one"),
+]
+
+
+@pytest.mark.timeout(TIMEOUT_S)
+@pytest.mark.parametrize(("seed", "indexes", "what_broke"), REPLAYS, ids=[str(r[0]) for r in REPLAYS])
+def test_cases_a_long_run_broke_stay_fixed(seed: int, indexes: tuple[int, ...], what_broke: str) -> None:
+    run = asyncio.run(run_fuzz(seed=seed, count=max(indexes) + 1, layout="mixed",
+                               plans=plan_mixed(list(indexes), len(indexes)), redis_url=REDIS_URL))
+    problems = [p for b in run.batches if (p := b.exit_problem())]
+    problems += [f"batch {b.label}: {line}" for b in run.batches for line in b.connection_lost_lines()[:2]]
+    bad = [o for o in run.outcomes if o.problems]
+    assert not bad and not problems, f"{what_broke}: " + _report(run, bad, problems)
+
+
 def test_the_cases_cover_every_field_of_the_job_hash_and_every_option() -> None:
     fields = ["name", "data", "opts", "timestamp", "delay", "priority", "atm", "attemptsMade", "ats", "stc",
               "stalledCounter", "processedOn", "finishedOn", "failedReason", "stacktrace", "returnvalue",

@@ -503,6 +503,13 @@ class QueueWorker:
         except Exception as exc:
             log.error("queue %s: could not fail malformed job #%s (%s): %s", self.name, record.id, reason, exc)
             self.observers.finished(self.name, record, "error", (time.perf_counter() - started) * 1000, exc)
+            if fetch_next and not isinstance(exc, (ScriptError, *_CONNECTION_ERRORS)):
+                # The failing part ran (it releases the lock first); the part fetching the next
+                # job may have stopped half-way with that job under our token. Never this job
+                # again: that could loop.
+                recovered = await self._recover_half_fetched(token, exc)
+                if recovered is not None and recovered.id != fetched.id:
+                    return recovered
             return None
         record.attempts_made = 1
         record.failed_reason = reason

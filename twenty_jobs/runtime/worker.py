@@ -158,21 +158,28 @@ class TwentyWorker:
         runs = [asyncio.ensure_future(w.run()) for w in self.workers]
         started_services: list[WorkerService] = []
         burst = asyncio.ensure_future(self._burst_monitor()) if self.config.burst else None
+        stopper = asyncio.ensure_future(self._stop_requested.wait())
         try:
             for service in self.config.services:
                 await service.start(self)
                 started_services.append(service)
-            stopper = asyncio.ensure_future(self._stop_requested.wait())
             done, _ = await asyncio.wait([*runs, stopper], return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 if task is not stopper and not task.cancelled() and task.exception() is not None:
                     log.error("a queue worker stopped unexpectedly: %r", task.exception())
                     self.exit_code = 1
             await self._shutdown(runs)
-            stopper.cancel()
         finally:
+            stopper.cancel()
             if burst is not None:
                 burst.cancel()
+            # Cancelled from outside (an app's task, an interrupted asyncio.run): the queue workers
+            # stop with this task, before their connections close under them.
+            unfinished = [run for run in runs if not run.done()]
+            for run in unfinished:
+                run.cancel()
+            if unfinished:
+                await asyncio.wait(unfinished, timeout=FORCED_STOP_S)
             for service in reversed(started_services):
                 try:
                     await service.stop()

@@ -426,10 +426,14 @@ def _parse_parent_key(reader: _FieldReader) -> str | None:
 
 def _parse_parent(reader: _FieldReader) -> dict[str, Any] | None:
     """`parent` of a flow child, decoded by the finishing Lua with cjson, which refuses lone
-    surrogates and deep nesting: it must be Node's flat `{id, queueKey, fpof?, ...}`."""
-    parent = reader.json_value("parent", default=None)
-    if parent is None:
+    surrogates and deep nesting: it must be Node's flat `{id, queueKey, fpof?, ...}`. The script
+    decodes any `parent` that is there, so `null` or an empty text breaks it as much as a number."""
+    raw = reader.fields.get("parent")
+    if raw is None:
         return None
+    if raw == "":
+        raise reader.fail("parent", "is empty (the finishing script cannot decode it)")
+    parent = reader.json_value("parent", default=None)
     if not isinstance(parent, dict) or not isinstance(parent.get("id"), str) or not isinstance(
         parent.get("queueKey"), str
     ):

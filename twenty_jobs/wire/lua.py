@@ -1,7 +1,14 @@
 """BullMQ's Lua scripts, loaded from the BullMQ Python port's package data.
 
 The scripts ARE the wire format: Node and Python must run the same logic on the same keys, so
-twenty-jobs never writes its own. The port (pinned exactly in pyproject.toml) ships them as
+twenty-jobs never writes its own. The only changes made to them are `GUARDED_READS`, for values
+no BullMQ writes but a hand edit or a broken writer can leave: a stored `priority` of NaN (Lua's
+`tonumber` takes it, ZADD refuses it as a score) and an `ats` that HINCRBY cannot add to. On
+either, the shipped script stops half-way; when it is promoting due delayed jobs it has already
+taken all of them out of `delayed`, so they are in no list (docs/bullmq-wire.md, "Guards on the
+shipped Lua"). For every value BullMQ writes, the logic is the port's.
+
+The port (pinned exactly in pyproject.toml) ships them as
 `bullmq/commands/<name>-<number of keys>.lua`, byte-identical to Node bullmq 6.4.0's
 (docs/bullmq-wire.md, "Lua scripts"). Only the files are used, not the port's Python classes.
 
@@ -49,11 +56,40 @@ def _script_files() -> dict[str, str]:
     return files
 
 
+# The guards: (the port's text, guarded text). Each only changes what happens on a value no BullMQ
+# writes, where the shipped script would stop half-way and leave a job in no list or half-fetched.
+GUARDED_READS = (
+    # Reads of a job's stored priority used as a ZADD score: promoteDelayedJobs (moveToActive,
+    # moveToFinished, moveToDelayed, retryJob) and moveParentToWait (moveToFinished).
+    ('tonumber(rcall("HGET", jobKey, "priority"))', 'finitePriority(rcall("HGET", jobKey, "priority"))'),
+    ("local priority = tonumber(jobAttributes[1]) or 0", "local priority = finitePriority(jobAttributes[1]) or 0"),
+    # The fetch's count of starts (prepareJobForProcessing: moveToActive, and the fetch-next part of
+    # moveToFinished and moveToDelayed): on an `ats` HINCRBY cannot add to, the job is still handed
+    # over whole, and the worker fails it naming `ats` (wire/job.py repairs the counter then).
+    ('rcall("HINCRBY", jobKey, "ats", 1)', 'redis.pcall("HINCRBY", jobKey, "ats", 1)'),
+)
+FINITE_PRIORITY = (
+    "local function finitePriority(stored)\n"
+    "  local number = tonumber(stored)\n"
+    "  if number ~= number then return nil end -- NaN: ZADD refuses it as a score\n"
+    "  return number\n"
+    "end\n"
+)
+
+
+def guard(text: str) -> str:
+    """`text` with GUARDED_READS applied (and `finitePriority` defined first where it is used)."""
+    for read, guarded_read in GUARDED_READS:
+        text = text.replace(read, guarded_read)
+    return FINITE_PRIORITY + text if "finitePriority(" in text else text
+
+
 @functools.cache
 def script(name: str) -> LuaScript:
-    """The port's script `name` (e.g. `moveToFinished`); raises KeyError for an unknown name."""
+    """The port's script `name` (e.g. `moveToFinished`), guarded; raises KeyError for an unknown name."""
     file_name = _script_files()[name]
     text = resources.files("bullmq").joinpath("commands", file_name).read_text(encoding="utf-8")
+    text = guard(text)
     number_of_keys = int(file_name.rsplit("-", 1)[1].removesuffix(".lua"))
     return LuaScript(name, number_of_keys, text, hashlib.sha1(text.encode("utf-8")).hexdigest())
 

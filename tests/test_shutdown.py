@@ -114,24 +114,36 @@ async def test_grace_deadline_stops_with_nonzero_exit_and_leaves_the_job_active(
     assert job_id in await redis.lrange(f"{prefix}:{Q}:active", 0, -1)
 
 
-async def test_cancelling_the_worker_task_stops_its_queue_workers_too(prefix: str, registry: Registry) -> None:
+async def test_cancelling_the_worker_task_stops_its_queue_workers_too(
+    prefix: str, registry: Registry, producer: Producer, redis: aioredis.Redis
+) -> None:
     # An app that runs the worker as a task of its own and cancels it (or an interrupted
     # asyncio.run): run() closed the connections but left the queue workers' tasks fetching on
     # them, and the caller waiting on the cancelled task could hang.
-    @twenty_jobs.job(queue=Q, name="Idle", registry=registry)
-    async def idle(data: Any, ctx: twenty_jobs.JobContext) -> None:
-        return None
+    started = asyncio.Event()
+    stopped_hooks: list[str] = []
+
+    @twenty_jobs.job(queue=Q, name="Slow", registry=registry)
+    async def slow(data: Any, ctx: twenty_jobs.JobContext) -> None:
+        started.set()
+        await asyncio.sleep(60)
+
+    async def on_shutdown(ctx: Any) -> None:
+        stopped_hooks.append("shutdown")
 
     before = asyncio.all_tasks()
-    worker = TwentyWorker(worker_config(prefix, [Q]), registry)
+    config = worker_config(prefix, [Q], on_shutdown=[on_shutdown])
+    worker = TwentyWorker(config, registry)
     task = asyncio.ensure_future(worker.run())
-    await asyncio.wait_for(worker.started.wait(), 10)
-    await asyncio.sleep(0.5)  # every queue worker is waiting for a job
+    job_id = await producer.add(Q, "Slow", {})
+    await asyncio.wait_for(started.wait(), 10)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(task, 15)
     left = [t for t in asyncio.all_tasks() - before if t is not asyncio.current_task() and not t.done()]
     assert left == []
+    assert job_id in await redis.lrange(f"{prefix}:{Q}:active", 0, -1)  # for the stall checker
+    assert stopped_hooks == ["shutdown"]
 
 
 def free_port() -> int:

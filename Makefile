@@ -5,6 +5,11 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.install-stamp
 NODE_STAMP := node_fixture/node_modules/.install-stamp
 
+# Some machines set PYTHONDONTWRITEBYTECODE=1; then every `twenty-jobs` process (the tests start
+# hundreds) compiles the package from source again, about 0.3 s each. Bytecode goes to the
+# git-ignored __pycache__ directories.
+unexport PYTHONDONTWRITEBYTECODE
+
 .PHONY: install run services test test-fast lint lint-deploy interop interop-matrix chaos fuzz bench clean
 
 install: $(PY_STAMP) $(NODE_STAMP)

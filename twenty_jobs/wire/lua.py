@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.util
 from dataclasses import dataclass
-from importlib import resources
+from pathlib import Path
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
@@ -45,10 +46,21 @@ class LuaScript:
 
 
 @functools.cache
+def _commands_dir() -> Path:
+    """The port's `bullmq/commands` directory, found without importing the port: its Python
+    classes, which twenty-jobs never uses, cost every process about 0.1 s and their imports."""
+    spec = importlib.util.find_spec("bullmq")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the BullMQ Python port is not installed (pip install 'bullmq==3.4.4', or reinstall "
+                           "twenty-jobs)")
+    return Path(next(iter(spec.submodule_search_locations)), "commands")
+
+
+@functools.cache
 def _script_files() -> dict[str, str]:
     """Script name -> file name (`moveToFinished` -> `moveToFinished-14.lua`)."""
     files: dict[str, str] = {}
-    for entry in resources.files("bullmq").joinpath("commands").iterdir():
+    for entry in _commands_dir().iterdir():
         stem, dot, ext = entry.name.rpartition(".")
         if ext == "lua" and dot:
             name, _, _ = stem.rpartition("-")
@@ -88,7 +100,7 @@ def guard(text: str) -> str:
 def script(name: str) -> LuaScript:
     """The port's script `name` (e.g. `moveToFinished`), guarded; raises KeyError for an unknown name."""
     file_name = _script_files()[name]
-    text = resources.files("bullmq").joinpath("commands", file_name).read_text(encoding="utf-8")
+    text = (_commands_dir() / file_name).read_text(encoding="utf-8")
     text = guard(text)
     number_of_keys = int(file_name.rsplit("-", 1)[1].removesuffix(".lua"))
     return LuaScript(name, number_of_keys, text, hashlib.sha1(text.encode("utf-8")).hexdigest())

@@ -72,6 +72,12 @@ RECOVERY_SCAN = 100
 _CONNECTION_ERRORS = (ReplyLostError, OSError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 
+def _may_have_half_fetched(exc: Exception) -> bool:
+    """A finishing call that also fetched raised this: a script error past the finishing part (not
+    a negative code from it, not a lost connection), so the fetch may have stopped half-way."""
+    return not isinstance(exc, (ScriptError, *_CONNECTION_ERRORS))
+
+
 class QueueWorker:
     """Serves one queue until closed. Public state: `name`, `handlers`, `concurrency`, `active`
     (job id -> ActiveJob of the jobs running now), `paused`, `closing`."""
@@ -503,7 +509,7 @@ class QueueWorker:
         except Exception as exc:
             log.error("queue %s: could not fail malformed job #%s (%s): %s", self.name, record.id, reason, exc)
             self.observers.finished(self.name, record, "error", (time.perf_counter() - started) * 1000, exc)
-            if fetch_next and not isinstance(exc, (ScriptError, *_CONNECTION_ERRORS)):
+            if fetch_next and _may_have_half_fetched(exc):
                 # The failing part ran (it releases the lock first); the part fetching the next
                 # job may have stopped half-way with that job under our token. Never this job
                 # again: that could loop.
@@ -532,7 +538,7 @@ class QueueWorker:
         else:
             log.error("queue %s: recording job #%s as %s failed: %s", self.name, job.id, what, exc)
         self.observers.finished(self.name, job, "error", (time.perf_counter() - started) * 1000, exc)
-        if not isinstance(exc, (ScriptError, *_CONNECTION_ERRORS)):
+        if _may_have_half_fetched(exc):
             # A script error after the job was finished: the part that fetches the next job may
             # have left that one active under our token.
             return await self._recover_half_fetched(token, exc)

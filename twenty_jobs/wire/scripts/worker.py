@@ -332,16 +332,8 @@ class WorkerScripts:
     ) -> Fetch:
         """Move an active job to delayed for `delay_ms` (a retry with backoff, moveToDelayed-11),
         counting the attempt; with `fetch_next`, take the next job in the same call."""
-        k = self.keys
-        keys = [k.marker, k.active, k.prioritized, k.delayed, k.job(job_id), k.events, k.meta, k.stalled, k.wait,
-                k.limiter, k.pc]
-        args: list[Any] = [k.job_prefix, str(now_ms()), job_id, token, delay_ms, "0", pack_fields(fields),
-                           "1" if fetch_next else "0"]
-        if fetch_next:
-            args.append(self._fetch_opts(token))
-        raw = await runner.run_script(MOVE_TO_DELAYED, keys, args, idempotent=False)
-        check_reply(raw, "moveToDelayed", job_id)
-        return parse_fetch(raw) if fetch_next else NOTHING
+        return await self._move_to_delayed(runner, job_id, token, now=now_ms(), delay_ms=delay_ms,
+                                           skip_attempt=False, fields=pack_fields(fields), fetch_next=fetch_next)
 
     async def hand_back(
         self, runner: ScriptRunner, job_id: str, token: str, *, delay_ms: int, fetch_next: bool
@@ -351,16 +343,26 @@ class WorkerScripts:
         `delay_ms` (> 0, or this worker's own next fetch would take it again at once); with
         `fetch_next`, take the next job in the same call (docs/shared-queues.md). Returns the
         fetch and the epoch ms the job is due at (what a fetch reply's next delayed time says)."""
+        now, delay_ms = now_ms(), max(delay_ms, 1)
+        fetch = await self._move_to_delayed(runner, job_id, token, now=now, delay_ms=delay_ms, skip_attempt=True,
+                                            fields="", fetch_next=fetch_next)
+        return fetch, now + delay_ms
+
+    async def _move_to_delayed(
+        self, runner: ScriptRunner, job_id: str, token: str, *, now: int, delay_ms: int, skip_attempt: bool,
+        fields: bytes | str, fetch_next: bool,
+    ) -> Fetch:
+        """moveToDelayed-11: `skip_attempt` leaves `atm` alone; `fields` (msgpacked, or "") are set first."""
         k = self.keys
         keys = [k.marker, k.active, k.prioritized, k.delayed, k.job(job_id), k.events, k.meta, k.stalled, k.wait,
                 k.limiter, k.pc]
-        now, delay_ms = now_ms(), max(delay_ms, 1)
-        args: list[Any] = [k.job_prefix, str(now), job_id, token, delay_ms, "1", "", "1" if fetch_next else "0"]
+        args: list[Any] = [k.job_prefix, str(now), job_id, token, delay_ms, "1" if skip_attempt else "0", fields,
+                           "1" if fetch_next else "0"]
         if fetch_next:
             args.append(self._fetch_opts(token))
         raw = await runner.run_script(MOVE_TO_DELAYED, keys, args, idempotent=False)
         check_reply(raw, "moveToDelayed", job_id)
-        return (parse_fetch(raw) if fetch_next else NOTHING), now + delay_ms
+        return parse_fetch(raw) if fetch_next else NOTHING
 
     # -- locks, stalled jobs, limiter ---------------------------------------------------------------
 
